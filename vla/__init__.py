@@ -1,0 +1,1 @@
+"""vla: vision-language-action policies for robots."""
