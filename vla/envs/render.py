@@ -18,7 +18,6 @@ import numpy as np  # noqa: E402
 _live: weakref.WeakSet = weakref.WeakSet()
 
 
-@atexit.register
 def _close_all() -> None:
     # Close EGL contexts before interpreter teardown unloads the EGL bindings their __del__ needs.
     for renderer in list(_live):
@@ -31,6 +30,9 @@ class FastRenderer:
             # Multisampling is fixed when the offscreen buffer is made, so set it before the context.
             model.vis.quality.offsamples = 0
         self._renderer = mujoco.Renderer(model, height, width)
+        if not _live:
+            # Registered after mujoco.egl's own exit hook (made with the first context), so it runs first.
+            atexit.register(_close_all)
         _live.add(self)
         if fast:
             flags = self._renderer.scene.flags

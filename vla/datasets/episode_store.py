@@ -1,0 +1,239 @@
+"""Zarr v3 episode store in the diffusion_policy ReplayBuffer layout.
+
+    <root>/zarr.json                   attrs: format version, fps, feature schema, task table
+    <root>/data/<key>                  one array per feature, episodes concatenated along axis 0
+    <root>/meta/episode_task_index     int32, one per episode (index into the task table)
+    <root>/meta/episode_seed           int64
+    <root>/meta/episode_success        bool
+    <root>/meta/episode_ends           int64, written last: the commit marker
+
+An episode exists once `episode_ends` has grown to include it. Everything else is written before, so a
+crash (even SIGKILL) while writing leaves at most an uncommitted tail that readers ignore and `repair()`
+trims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from vla.schema import ACTION_KEY, TASK_KEY, Feature, Schema, SchemaError
+
+FORMAT = "vla.episode_store/1"
+META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool"}
+IMAGE_CHUNK_FRAMES = 64
+LOWDIM_CHUNK_FRAMES = 4096
+
+
+class StoreError(ValueError):
+    """The store on disk is inconsistent or does not match what the caller needs."""
+
+
+def _compressor(is_image: bool):
+    # zstd through Blosc; byte shuffle helps the float arrays, bit-level shuffle does not pay for images.
+    return BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle" if is_image else "shuffle")
+
+
+class EpisodeStore:
+    def __init__(self, group: zarr.Group, path: Path, writable: bool):
+        self._root = group
+        self.path = path
+        self.writable = writable
+        attrs = dict(group.attrs)
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{path}: not a vla episode store (format attr {attrs.get('format')!r})")
+        self.schema = Schema.from_json(attrs["schema"])
+        self._check_consistent()
+
+    # ---- opening -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, schema: Schema) -> EpisodeStore:
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} exists; open it with EpisodeStore.open(path, mode='a') to append")
+        root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        data, meta = root.create_group("data"), root.create_group("meta")
+        for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:
+            is_image = len(feat.shape) == 3
+            chunk_t = IMAGE_CHUNK_FRAMES if is_image else LOWDIM_CHUNK_FRAMES
+            data.create_array(
+                key, shape=(0, *feat.shape), chunks=(chunk_t, *feat.shape), dtype=feat.dtype,
+                compressors=_compressor(is_image),
+            )
+        for key, dtype in {**META_KEYS, "episode_ends": "int64"}.items():
+            meta.create_array(key, shape=(0,), chunks=(LOWDIM_CHUNK_FRAMES,), dtype=dtype)
+        root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "tasks": [], "env_tasks": {}})
+        return cls(root, path, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> EpisodeStore:
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise FileNotFoundError(f"{path}: no episode store here (no zarr.json)")
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        return cls(zarr.open_group(str(path), mode=mode, zarr_format=3), path, writable=mode == "a")
+
+    # ---- reading -------------------------------------------------------------------------------------
+    @property
+    def keys(self) -> list[str]:
+        return [*self.schema.observation, ACTION_KEY]
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        return self._root["meta/episode_ends"][:]
+
+    @property
+    def num_episodes(self) -> int:
+        return self._root["meta/episode_ends"].shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        ends = self._root["meta/episode_ends"]
+        return int(ends[-1]) if ends.shape[0] else 0
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._root.attrs["tasks"])
+
+    def array(self, key: str) -> zarr.Array:
+        if key not in self.keys:
+            raise KeyError(f"store {self.path} has no key {key!r}; keys: {self.keys}")
+        return self._root[f"data/{key}"]
+
+    def episode_meta(self, key: str) -> np.ndarray:
+        return self._root[f"meta/{key}"][: self.num_episodes]
+
+    def episode_tasks(self) -> list[str]:
+        table = self.tasks
+        return [table[i] for i in self.episode_meta("episode_task_index")]
+
+    def episode_bounds(self, index: int) -> tuple[int, int]:
+        ends = self.episode_ends
+        if not 0 <= index < len(ends):
+            raise IndexError(f"episode {index} out of range (store has {len(ends)})")
+        return (int(ends[index - 1]) if index else 0), int(ends[index])
+
+    def episode(self, index: int) -> dict:
+        start, end = self.episode_bounds(index)
+        ep = {key: self.array(key)[start:end] for key in self.keys}
+        ep[TASK_KEY] = self.tasks[int(self._root["meta/episode_task_index"][index])]
+        ep["seed"] = int(self._root["meta/episode_seed"][index])
+        ep["success"] = bool(self._root["meta/episode_success"][index])
+        return ep
+
+    def iter_episodes(self) -> Iterator[dict]:
+        for i in range(self.num_episodes):
+            yield self.episode(i)
+
+    # ---- writing -------------------------------------------------------------------------------------
+    @property
+    def env_tasks(self) -> dict[str, str]:
+        """instruction -> simulator task name, for episodes recorded in simulation."""
+        return dict(self._root.attrs.get("env_tasks", {}))
+
+    def add_episode(self, episode: dict, task: str, seed: int, success: bool, env_task: str | None = None) -> int:
+        """Append one episode (arrays with a leading time axis). `task` is the instruction.
+
+        Returns the episode's index once committed."""
+        if not self.writable:
+            raise PermissionError(f"{self.path} is open read-only")
+        self._check_no_uncommitted_tail()
+        length = self._validate_episode(episode)
+        start = self.num_frames
+        for key in self.keys:
+            arr = self.array(key)
+            arr.resize((start + length, *arr.shape[1:]))
+            arr[start : start + length] = episode[key]
+        tasks = self.tasks
+        if task not in tasks:
+            tasks.append(task)
+            self._root.attrs["tasks"] = tasks
+        if env_task is not None and self.env_tasks.get(task) != env_task:
+            self._root.attrs["env_tasks"] = {**self.env_tasks, task: env_task}
+        index = self.num_episodes
+        for key, value in [("episode_task_index", tasks.index(task)), ("episode_seed", seed),
+                           ("episode_success", success)]:
+            self._append_meta(key, index, value)
+        self._append_meta("episode_ends", index, start + length)  # the commit
+        return index
+
+    def _append_meta(self, key: str, index: int, value) -> None:
+        arr = self._root[f"meta/{key}"]
+        arr.resize((index + 1,))
+        arr[index] = value
+
+    def _validate_episode(self, episode: dict) -> int:
+        lengths = {}
+        for key in self.keys:
+            if key not in episode:
+                raise SchemaError(f"episode is missing key {key!r}")
+            feat: Feature = self.schema.action if key == ACTION_KEY else self.schema.observation[key]
+            value = np.asarray(episode[key])
+            feat.check(value, batched=True)
+            lengths[key] = value.shape[0]
+        if len(set(lengths.values())) != 1:
+            raise SchemaError(f"episode arrays have different lengths: {lengths}")
+        length = next(iter(lengths.values()))
+        if length == 0:
+            raise SchemaError("episode has no frames")
+        return length
+
+    # ---- consistency ---------------------------------------------------------------------------------
+    def _tail_report(self) -> list[str]:
+        """What lies beyond the last committed episode (left by a crash mid-write)."""
+        frames, n = self.num_frames, self.num_episodes
+        out = [f"data/{k}: {self.array(k).shape[0]} frames > {frames}" for k in self.keys
+               if self.array(k).shape[0] > frames]
+        out += [f"meta/{k}: {self._root[f'meta/{k}'].shape[0]} > {n}" for k in META_KEYS
+                if self._root[f"meta/{k}"].shape[0] > n]
+        return out
+
+    def _check_consistent(self) -> None:
+        ends = self.episode_ends
+        if len(ends) and (np.any(np.diff(ends) <= 0) or ends[0] <= 0):
+            raise StoreError(f"{self.path}: meta/episode_ends is not strictly increasing: {ends.tolist()}")
+        for key in self.keys:
+            got = self.array(key).shape[0]
+            if got < self.num_frames:
+                raise StoreError(
+                    f"{self.path}: data/{key} has {got} frames but meta/episode_ends says {self.num_frames}"
+                )
+        for key in META_KEYS:
+            got = self._root[f"meta/{key}"].shape[0]
+            if got < self.num_episodes:
+                raise StoreError(
+                    f"{self.path}: meta/{key} has {got} entries but there are {self.num_episodes} episodes"
+                )
+
+    def _check_no_uncommitted_tail(self) -> None:
+        tail = self._tail_report()
+        if tail:
+            raise StoreError(
+                f"{self.path} has an uncommitted tail from an interrupted write ({'; '.join(tail)}); "
+                "run EpisodeStore.open(path, 'a').repair() first"
+            )
+
+    def repair(self) -> list[str]:
+        """Trim arrays back to the last committed episode. Returns what was trimmed."""
+        if not self.writable:
+            raise PermissionError(f"{self.path} is open read-only")
+        trimmed = self._tail_report()
+        for key in self.keys:
+            arr = self.array(key)
+            arr.resize((self.num_frames, *arr.shape[1:]))
+        for key in META_KEYS:
+            self._root[f"meta/{key}"].resize((self.num_episodes,))
+        return trimmed
+
+    def summary(self) -> dict:
+        success = self.episode_meta("episode_success")
+        per_task: dict[str, int] = {}
+        for t in self.episode_tasks():
+            per_task[t] = per_task.get(t, 0) + 1
+        return {"path": str(self.path), "episodes": self.num_episodes, "frames": self.num_frames,
+                "successes": int(success.sum()), "episodes_per_task": per_task}

@@ -1,0 +1,124 @@
+"""The action-token VLA: a VLM backbone whose vocabulary is extended with action-bin tokens.
+
+Sequence layout (left-padded so every sample's action tokens sit in the same final positions):
+
+    [pad ...] [image tokens per camera] "Task: <instruction>; State: 12 200 34 128;\nAction: " [a_0 ... a_{T-1}]
+
+The state is quantile-normalized and written as bin numbers in text (as pi0-FAST does). The T = H x D
+action tokens are time-major. Logits are only ever computed over the action ids (the rows of the LM head
+for them), so training is a distribution over bins and decoding cannot leave the action vocabulary: every
+decode yields exactly H x D valid bins, i.e. a well-formed chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vla.model.action_tokenizer import BinActionTokenizer, BinTokenizerConfig
+from vla.model.backbone import Backbone, BackboneConfig
+
+DECODE_MODES = ("expected", "argmax")
+
+
+@dataclass
+class VLAConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    tokenizer: BinTokenizerConfig = field(default_factory=BinTokenizerConfig)
+    chunk_size: int = 8  # H: actions predicted per inference
+    n_action_steps: int = 8  # actions executed from each chunk before replanning
+    decode: str = "expected"  # "expected": mean under the bin distribution; "argmax": the likeliest bin
+    state_bins: int = 256  # resolution of the proprioceptive state written into the prompt
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig(**self.backbone)
+        if isinstance(self.tokenizer, dict):
+            self.tokenizer = BinTokenizerConfig(**self.tokenizer)
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(f"n_action_steps must be in [1, chunk_size={self.chunk_size}], got {self.n_action_steps}")
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
+
+
+class VLAModel(torch.nn.Module):
+    def __init__(self, cfg: VLAConfig, backbone: Backbone, action_tokenizer: BinActionTokenizer,
+                 state_low: np.ndarray, state_high: np.ndarray, n_cameras: int):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.action_tokenizer = action_tokenizer
+        self.state_low = np.asarray(state_low, np.float32)
+        self.state_high = np.maximum(np.asarray(state_high, np.float32), self.state_low + 1e-6)
+        self.n_cameras = n_cameras
+        self.first_action_id = backbone.first_new_id
+        self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
+
+    # ---- inputs ---------------------------------------------------------------------------------------
+    def prompt(self, task: str, state: np.ndarray) -> str:
+        x = 2.0 * (state - self.state_low) / (self.state_high - self.state_low) - 1.0
+        bins = np.clip(np.floor((np.clip(x, -1, 1) + 1) / 2 * self.cfg.state_bins), 0, self.cfg.state_bins - 1)
+        return f"Task: {task.strip().lower()}; State: {' '.join(str(int(b)) for b in bins)};\nAction: "
+
+    def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
+        """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> left-padded prefix tensors."""
+        tok = self.backbone.text_tokenizer
+        image_ids = [self.backbone.image_token_id] * (self.backbone.image_seq_len * self.n_cameras)
+        seqs = [image_ids + tok(self.prompt(t, s), add_special_tokens=False).input_ids
+                for t, s in zip(tasks, np.asarray(states, np.float32), strict=True)]
+        length = max(map(len, seqs))
+        pad = self.backbone.pad_token_id
+        input_ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs], dtype=torch.long)
+        attention_mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
+        device = self.backbone.model.device
+        return {
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention_mask.to(device),
+            "pixel_values": self.backbone.preprocess_images(images.to(device)),
+        }
+
+    def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins).T
+
+    # ---- training -------------------------------------------------------------------------------------
+    def forward(self, input_ids, attention_mask, pixel_values, target, target_mask) -> dict[str, torch.Tensor]:
+        """Teacher-forced loss. target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool."""
+        t = self.n_action_tokens
+        action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(target)
+        ids = torch.cat([input_ids, action_ids], dim=1)
+        mask = torch.cat([attention_mask, torch.ones_like(action_ids)], dim=1)
+        hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
+        logits = self.action_logits(hidden).float()
+        nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
+        w = target_mask.float()
+        loss = (nll * w).sum() / w.sum().clamp(min=1)
+        with torch.no_grad():
+            err = (self.action_tokenizer.expected_value(logits) - target).abs()
+            l1 = (err * w).sum() / w.sum().clamp(min=1)
+        return {"loss": loss, "l1": l1}
+
+    # ---- inference ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+        """Autoregressive decoding with a KV cache. Returns (B, T) normalized actions, always finite."""
+        out = self.backbone(input_ids, attention_mask, pixel_values, use_cache=True)
+        hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+        centers = torch.as_tensor(self.action_tokenizer.bin_centers(), device=hidden.device)
+        values = []
+        for step in range(self.n_action_tokens):
+            logits = self.action_logits(hidden).float()
+            if self.cfg.decode == "expected":
+                value = self.action_tokenizer.expected_value(logits)
+            else:
+                value = centers[logits.argmax(-1)]
+            values.append(value)
+            if step == self.n_action_tokens - 1:
+                break
+            next_ids = (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None]
+            attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
+            out = self.backbone(next_ids, attention_mask, past_key_values=cache, use_cache=True)
+            hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+        return torch.stack(values, dim=1)

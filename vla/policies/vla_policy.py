@@ -1,0 +1,144 @@
+"""The VLA as a Policy, and its checkpoint directory.
+
+A checkpoint is a directory:
+    config.json            policy config, observation/action schema, the backbone's HF config, training meta
+    model.safetensors      every weight
+    norm_stats.json        per-key mean/std/min/max/q01/q99 of the training data
+    action_tokenizer.json  the fitted action tokenizer
+Nothing is pickled. Loading checks every file and key and names the first one that is missing or wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from vla.datasets.stats import stats_from_json, stats_to_json
+from vla.model.action_tokenizer import BinActionTokenizer
+from vla.model.backbone import Backbone
+from vla.model.vla_model import VLAConfig, VLAModel
+from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY, Schema
+
+CONFIG_FILE, WEIGHTS_FILE, STATS_FILE = "config.json", "model.safetensors", "norm_stats.json"
+POLICY_TYPE = "vla"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing a file or key, or holds one that does not fit."""
+
+
+class VLAPolicy:
+    def __init__(self, model: VLAModel, schema: Schema, stats: dict, meta: dict | None = None):
+        self.model = model
+        self.cfg = model.cfg
+        self.schema = schema
+        self.stats = stats
+        self.meta = meta or {}
+        self._queue: deque[np.ndarray] = deque()
+
+    @classmethod
+    def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, meta: dict | None = None) -> VLAPolicy:
+        """A new policy for data with this schema and these normalization stats."""
+        tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
+        backbone = Backbone.build(cfg.backbone, tok.n_bins)
+        return cls._assemble(cfg, backbone, tok, schema, stats, meta)
+
+    @classmethod
+    def _assemble(cls, cfg, backbone, tok, schema, stats, meta) -> VLAPolicy:
+        if tok.action_dim != schema.action_dim:
+            raise CheckpointError(f"action tokenizer has {tok.action_dim} dims, schema action has {schema.action_dim}")
+        model = VLAModel(cfg, backbone, tok, stats[STATE_KEY]["q01"], stats[STATE_KEY]["q99"],
+                         n_cameras=len(schema.image_keys))
+        return cls(model, schema, stats, meta)
+
+    # ---- Policy protocol ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        """Batched obs -> (B, action_dim). Replans every `n_action_steps` actions."""
+        if not self._queue:
+            chunk = self.predict_chunk(obs)
+            self._queue.extend(chunk[:, : self.cfg.n_action_steps].transpose(1, 0, 2))
+        return self._queue.popleft()
+
+    def predict_chunk(self, obs: dict) -> np.ndarray:
+        """Batched obs -> (B, H, action_dim) float32 in the data's units."""
+        self.schema.validate_observation(obs, batched=True)
+        images = torch.from_numpy(np.stack([np.asarray(obs[k]) for k in self.schema.image_keys], axis=1))
+        self.model.eval()
+        prefix = self.model.build_prefix(images, np.asarray(obs[STATE_KEY]), list(obs[TASK_KEY]))
+        normalized = self.model.generate(**prefix).cpu().numpy()
+        tok = self.model.action_tokenizer
+        chunk = tok.unnormalize(normalized.reshape(len(normalized), self.cfg.chunk_size, tok.action_dim))
+        if not np.all(np.isfinite(chunk)):  # cannot happen by construction; never let it reach a motor
+            raise FloatingPointError("VLA produced a non-finite action chunk")
+        return chunk
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.backbone.state_dict().items()}
+        save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        config = {
+            "format": CHECKPOINT_FORMAT,
+            "policy_type": POLICY_TYPE,
+            "config": asdict(self.cfg),
+            "schema": self.schema.to_json(),
+            "backbone_hf_config": self.model.backbone.hf_config_dict(),
+            "meta": self.meta,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (directory / STATS_FILE).write_text(json.dumps(stats_to_json(self.stats), indent=2))
+        self.model.action_tokenizer.save(directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> VLAPolicy:
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE):
+            if not (directory / name).is_file():
+                raise CheckpointError(f"{directory}: checkpoint file {name} is missing")
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        for key in ("format", "policy_type", "config", "schema", "backbone_hf_config"):
+            if key not in config:
+                raise CheckpointError(f"{directory / CONFIG_FILE}: missing key {key!r}")
+        if config["policy_type"] != POLICY_TYPE:
+            raise CheckpointError(f"{directory}: policy_type {config['policy_type']!r} is not {POLICY_TYPE!r}")
+        cfg = VLAConfig(**config["config"])
+        schema = Schema.from_json(config["schema"])
+        try:
+            stats = stats_from_json(json.loads((directory / STATS_FILE).read_text()), [STATE_KEY, ACTION_KEY])
+        except KeyError as e:
+            raise CheckpointError(f"{directory / STATS_FILE}: {e.args[0]}") from None
+        tok = BinActionTokenizer.load(directory)
+        backbone = Backbone.build(cfg.backbone, tok.n_bins, hf_config=config["backbone_hf_config"])
+        _load_weights_strict(backbone, directory / WEIGHTS_FILE)
+        policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
+        policy.model.to(device)
+        return policy
+
+
+def _load_weights_strict(module: torch.nn.Module, path: Path) -> None:
+    weights = load_file(str(path))
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing weight {missing[0]!r} ({len(missing)} missing in all)")
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected weight {unexpected[0]!r} ({len(unexpected)} in all)")
+    for key, value in weights.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{path}: weight {key!r} has shape {tuple(value.shape)}, the model expects {tuple(expected[key].shape)}"
+            )
+    module.load_state_dict(weights, strict=True)
