@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from vla.datasets.episode_store import EpisodeStore
 from vla.envs import make_env
+from vla.policies.protocol import batch_observation
 from vla.policies.scripted import MetaWorldExpert
 from vla.schema import TASK_KEY
 
@@ -38,7 +39,7 @@ def run_episode(env, policy, seed: int) -> tuple[dict, bool]:
     frames["action"] = []
     success = False
     while True:
-        action = policy.select_action(obs)
+        action = policy.select_action(batch_observation(obs))[0]
         for k in obs:
             if k != TASK_KEY:
                 frames[k].append(obs[k])

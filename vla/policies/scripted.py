@@ -18,8 +18,9 @@ class MetaWorldExpert:
         pass
 
     def select_action(self, obs: dict) -> np.ndarray:
+        """A batch of one (the expert drives the one env it reads): -> (1, 4)."""
         action = self._expert.get_action(self.env.privileged_observation())
-        return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)[None]
 
     def predict_chunk(self, obs: dict) -> np.ndarray:
-        return self.select_action(obs)[None, None]
+        return self.select_action(obs)[:, None]

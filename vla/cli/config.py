@@ -1,0 +1,51 @@
+"""Hydra composition of the YAML under configs/ into the config dataclasses, from command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+
+def config_dir() -> Path:
+    """configs/ beside the package in a source checkout (editable install); vla.configs in a wheel."""
+    checkout = Path(__file__).resolve().parents[2] / "configs"
+    if (checkout / "train.yaml").is_file():
+        return checkout
+    try:
+        packaged = Path(str(files("vla.configs")))
+    except ModuleNotFoundError:
+        packaged = None
+    if packaged is None or not (packaged / "train.yaml").is_file():
+        raise FileNotFoundError(f"no configs/ found: neither {checkout} nor the installed vla.configs")
+    return packaged
+
+
+def compose_dict(name: str, overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name=name, overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def load(name: str, cls, overrides: list[str] | None = None):
+    """Compose configs/<name>.yaml with `overrides` (hydra syntax: key=value, a.b=value, list=[x,y])."""
+    values = compose_dict(name, sys.argv[1:] if overrides is None else overrides)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"configs/{name}.yaml: unknown key(s) {unknown}; {cls.__name__} has {sorted(known)}")
+    return cls(**values)
+
+
+def usage_requested() -> bool:
+    return any(a in ("-h", "--help") for a in sys.argv[1:])
+
+
+def print_usage(name: str, doc: str) -> None:
+    print(doc.strip())
+    print(f"\nDefaults (configs/{name}.yaml, override any with key=value):")
+    print(OmegaConf.to_yaml(compose_dict(name, [])))

@@ -1,0 +1,179 @@
+"""Train the VLA on an episode store.
+
+One loop for one CPU, one GPU or many (`accelerate launch --num_processes N -m vla.cli.train ...`): the
+batch of step s on rank r is drawn from a generator seeded by (seed, s, r), so a resumed run sees exactly
+the batches and augmentations it would have seen, and saves no RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from vla.datasets.chunk_dataset import ChunkDataset
+from vla.datasets.episode_store import EpisodeStore
+from vla.datasets.stats import store_stats
+from vla.model.vla_model import VLAConfig
+from vla.plots import plot_loss_curve
+from vla.policies.vla_policy import VLAPolicy
+from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
+
+OPTIMIZER_FILE, TRAINER_STATE_FILE, METRICS_FILE = "optimizer.safetensors", "trainer_state.json", "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "data/demos.zarr"
+    out: str = "runs/train"
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    shift_pixels: int = 4  # random-shift augmentation: pad by this many pixels, crop back at random
+    save_every: int = 500
+    seed: int = 0
+    resume: bool = False
+    model: VLAConfig = field(default_factory=VLAConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = VLAConfig(**self.model)
+        for name in ("steps", "batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def random_shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """(B, cams, H, W, 3) uint8: replicate-pad each image and crop it back at a random offset (DrQ)."""
+    if pad == 0:
+        return images
+    b, c, h, w, _ = images.shape
+    x = images.reshape(b * c, h, w, 3).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, b * c), generator=gen).tolist()
+    out = torch.stack([x[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b * c)])
+    return out.permute(0, 2, 3, 1).round().to(torch.uint8).reshape(b, c, h, w, 3)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*"))
+    return ckpts[-1] if ckpts else None
+
+
+def save_training_state(directory: Path, optimizer, scheduler, step: int) -> None:
+    state = optimizer.state_dict()
+    tensors = {f"{i}.{name}": v.detach().cpu().contiguous()
+               for i, s in state["state"].items() for name, v in s.items()}
+    save_file(tensors, str(directory / OPTIMIZER_FILE))
+    meta = {"step": step, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict()}
+    (directory / TRAINER_STATE_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def load_training_state(directory: Path, optimizer, scheduler) -> int:
+    for name in (OPTIMIZER_FILE, TRAINER_STATE_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory}: cannot resume, {name} is missing")
+    meta = json.loads((directory / TRAINER_STATE_FILE).read_text())
+    state: dict[int, dict] = {}
+    for key, value in load_file(str(directory / OPTIMIZER_FILE)).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    return int(meta["step"])
+
+
+def training_meta(store: EpisodeStore, cfg: TrainConfig) -> dict:
+    seeds: dict[str, list[int]] = {}
+    env_tasks = store.env_tasks
+    for task, seed in zip(store.episode_tasks(), store.episode_meta("episode_seed").tolist(), strict=True):
+        seeds.setdefault(env_tasks.get(task, task), []).append(seed)
+    return {"dataset": str(store.path), "env_tasks": sorted(seeds), "train_seeds": seeds,
+            "episodes": store.num_episodes, "frames": store.num_frames, "train_config": asdict(cfg)}
+
+
+def train(cfg: TrainConfig) -> Path:
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    out = Path(cfg.out)
+    store = EpisodeStore.open(cfg.dataset)
+    dataset = ChunkDataset(store, cfg.model.chunk_size)
+
+    resume_from = latest_checkpoint(out) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        raise FileNotFoundError(f"resume=true but {out / 'checkpoints'} holds no checkpoint")
+    if not cfg.resume and latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; pass resume=true, or another out=")
+    if resume_from is not None:
+        policy = VLAPolicy.from_pretrained(resume_from)
+        policy.schema.require_compatible(store.schema, f"dataset {cfg.dataset}")
+    else:
+        torch.manual_seed(cfg.seed)
+        stats = store_stats(store, [STATE_KEY, ACTION_KEY])
+        policy = VLAPolicy.create(cfg.model, store.schema, stats, training_meta(store, cfg))
+    model = policy.model
+    tok = model.action_tokenizer
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95),
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    start = load_training_state(resume_from, optimizer, scheduler) if resume_from else 0
+    model, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(model)
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / METRICS_FILE
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training",
+               disable=not accelerator.is_main_process)
+    t0, seen = time.perf_counter(), 0
+    model.train()
+    for step in bar:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
+        idx = torch.randint(len(dataset), (cfg.batch_size,), generator=gen).numpy()
+        batch = dataset.get_batch(idx)
+        images = random_shift(torch.from_numpy(batch["images"]), cfg.shift_pixels, gen)
+        prefix = core.build_prefix(images, batch[STATE_KEY], batch[TASK_KEY])
+        target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))
+        mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
+        with accelerator.autocast():
+            result = model(**prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device))
+        accelerator.backward(result["loss"])
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        seen += cfg.batch_size * accelerator.num_processes
+        if accelerator.is_main_process:
+            rate = seen / (time.perf_counter() - t0)
+            row = {"step": step + 1, "loss": result["loss"].item(), "l1": result["l1"].item(),
+                   "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "samples_per_s": rate}
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", samples_s=f"{rate:.0f}")
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                ckpt = policy.save_pretrained(out / "checkpoints" / f"step_{step + 1:06d}")
+                save_training_state(ckpt, optimizer, scheduler, step + 1)
+                plot_loss_curve(metrics_path, out / "loss.png")
+    bar.close()
+    if accelerator.is_main_process:
+        policy.save_pretrained(out)
+    accelerator.wait_for_everyone()
+    return out
