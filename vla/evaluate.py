@@ -6,6 +6,7 @@ what makes autoregressive decoding affordable on a CPU: one batched chunk costs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class EvalConfig:
     batch_envs: int = 20
     video: bool = True
     device: str = "cpu"
+    decoding: str | None = None  # override the checkpoint's: "autoregressive" or "parallel"
+    n_action_steps: int | None = None  # override how many actions of each chunk run before replanning
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.batch_envs < 1:
@@ -113,6 +116,9 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     from vla.policies.vla_policy import VLAPolicy
 
     policy = VLAPolicy.from_pretrained(cfg.checkpoint, device=cfg.device)
+    overrides = {k: v for k, v in (("decoding", cfg.decoding), ("n_action_steps", cfg.n_action_steps)) if v}
+    if overrides:
+        policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
     trained = policy.meta.get("env_tasks", [])
     tasks = list(cfg.tasks) if cfg.tasks else trained
     if not tasks:
@@ -130,7 +136,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         image_size=policy.schema.observation[image_key].shape[0],
         camera=image_key.rsplit(".", 1)[-1], out=out, video=cfg.video,
     )
-    results["checkpoint"] = str(cfg.checkpoint)
+    results.update(checkpoint=str(cfg.checkpoint), decoding=policy.cfg.decoding,
+                   n_action_steps=policy.cfg.n_action_steps)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_success(results, out / "success.png", title=f"{Path(cfg.checkpoint).name}: success rate")
     print_table(results)

@@ -151,7 +151,8 @@ def train(cfg: TrainConfig) -> Path:
         target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         with accelerator.autocast():
-            result = model(**prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device))
+            result = model(**prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
+                           generator=gen)
         accelerator.backward(result["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

@@ -89,6 +89,7 @@ class Backbone(torch.nn.Module):
 
     @classmethod
     def build(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None) -> Backbone:
+        # n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
         """A fresh backbone: random init for the embedded model, pretrained weights for `path`.
 
         `hf_config` (from a checkpoint) rebuilds the exact architecture without touching `path`.

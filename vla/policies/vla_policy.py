@@ -47,7 +47,7 @@ class VLAPolicy:
     def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, meta: dict | None = None) -> VLAPolicy:
         """A new policy for data with this schema and these normalization stats."""
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
-        backbone = Backbone.build(cfg.backbone, tok.n_bins)
+        backbone = Backbone.build(cfg.backbone, 1 + tok.n_bins)  # MASK + bins
         return cls._assemble(cfg, backbone, tok, schema, stats, meta)
 
     @classmethod
@@ -120,7 +120,7 @@ class VLAPolicy:
         except KeyError as e:
             raise CheckpointError(f"{directory / STATS_FILE}: {e.args[0]}") from None
         tok = BinActionTokenizer.load(directory)
-        backbone = Backbone.build(cfg.backbone, tok.n_bins, hf_config=config["backbone_hf_config"])
+        backbone = Backbone.build(cfg.backbone, 1 + tok.n_bins, hf_config=config["backbone_hf_config"])
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
         policy.model.to(device)

@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vla.model.backbone import BackboneConfig  # noqa: E402
+from vla.model.vla_model import VLAConfig  # noqa: E402
+
+TINY_IMAGE = 32
+
+
+def tiny_model_config(**overrides) -> VLAConfig:
+    backbone = BackboneConfig(image_size=TINY_IMAGE, patch_size=8, vision_hidden=32, vision_layers=1,
+                              text_hidden=64, text_layers=2, head_dim=32)
+    return VLAConfig(backbone=backbone, chunk_size=4, n_action_steps=2, **overrides)
+
+
+def fake_stats(dim: int = 4) -> dict:
+    def one(lo, hi):
+        return {"mean": np.zeros(dim, np.float32), "std": np.ones(dim, np.float32),
+                "min": np.full(dim, lo, np.float32), "max": np.full(dim, hi, np.float32),
+                "q01": np.full(dim, lo, np.float32), "q99": np.full(dim, hi, np.float32)}
+    return {"observation.state": one(-0.5, 1.0), "action": one(-1.0, 1.0)}
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    """A real episode store: expert demos of two Meta-World tasks at the tiny model's resolution."""
+    from vla.record import RecordConfig, record
+
+    out = tmp_path_factory.mktemp("store") / "demos.zarr"
+    record(RecordConfig(tasks=["drawer-close-v3", "button-press-topdown-v3"], episodes=2, out=str(out),
+                        image_size=TINY_IMAGE, max_episode_steps=150))
+    return out

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from vla.datasets.chunk_dataset import ChunkDataset
+from vla.datasets.episode_store import EpisodeStore, StoreError
+from vla.datasets.stats import compute_stats, store_stats
+from vla.envs.metaworld import metaworld_schema
+from vla.schema import SchemaError
+
+SCHEMA = metaworld_schema(16, "corner2")
+
+
+def episode(n, value=0.0):
+    rng = np.random.default_rng(n)
+    return {
+        "observation.images.corner2": rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8),
+        "observation.state": np.full((n, 4), value, np.float32),
+        "action": np.arange(n * 4, dtype=np.float32).reshape(n, 4) + value,
+    }
+
+
+def test_append_iterate_and_reopen_read_only(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    eps = [episode(5, 0), episode(3, 1), episode(7, 2)]
+    for i, ep in enumerate(eps):
+        assert store.add_episode(ep, task=f"task {i % 2}", seed=10 + i, success=True, env_task=f"t{i % 2}-v3") == i
+    ro = EpisodeStore.open(tmp_path / "s.zarr")
+    assert ro.num_episodes == 3 and ro.num_frames == 15
+    assert ro.episode_ends.tolist() == [5, 8, 15]
+    assert ro.episode_tasks() == ["task 0", "task 1", "task 0"]
+    assert ro.env_tasks == {"task 0": "t0-v3", "task 1": "t1-v3"}
+    for ep, got in zip(eps, ro.iter_episodes(), strict=True):
+        for key in ep:
+            np.testing.assert_array_equal(ep[key], got[key])
+    assert ro.episode(1)["seed"] == 11
+    with pytest.raises(PermissionError):
+        ro.add_episode(eps[0], task="x", seed=0, success=True)
+
+
+def test_uncommitted_tail_is_invisible_and_repair_trims_it(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(4), task="a", seed=0, success=True)
+    # simulate a crash after the data arrays grew but before episode_ends committed the episode
+    for key in store.keys:
+        arr = store.array(key)
+        arr.resize((9, *arr.shape[1:]))
+    reopened = EpisodeStore.open(tmp_path / "s.zarr", "a")
+    assert reopened.num_episodes == 1 and reopened.num_frames == 4
+    with pytest.raises(StoreError, match="uncommitted tail.*repair"):
+        reopened.add_episode(episode(2), task="a", seed=1, success=True)
+    trimmed = reopened.repair()
+    assert any("9 frames > 4" in t for t in trimmed)
+    reopened.add_episode(episode(2), task="a", seed=1, success=True)
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_ends.tolist() == [4, 6]
+
+
+def test_bad_episodes_are_rejected_with_the_key_and_nothing_is_lost(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(3), task="a", seed=0, success=True)
+    bad = episode(3)
+    bad["action"] = bad["action"].astype(np.float64)
+    with pytest.raises(SchemaError, match="'action': expected dtype float32, got float64"):
+        store.add_episode(bad, task="a", seed=1, success=True)
+    bad = episode(3)
+    del bad["observation.state"]
+    with pytest.raises(SchemaError, match="missing key 'observation.state'"):
+        store.add_episode(bad, task="a", seed=1, success=True)
+    bad = episode(3)
+    bad["action"] = bad["action"][:2]
+    with pytest.raises(SchemaError, match="different lengths"):
+        store.add_episode(bad, task="a", seed=1, success=True)
+    assert store.num_episodes == 1 and store.repair() == []
+
+
+def test_truncated_array_and_bad_paths_fail_clearly(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(6), task="a", seed=0, success=True)
+    store.array("action").resize((4, 4))
+    with pytest.raises(StoreError, match="data/action has 4 frames but meta/episode_ends says 6"):
+        EpisodeStore.open(tmp_path / "s.zarr")
+    with pytest.raises(FileNotFoundError, match="no episode store here"):
+        EpisodeStore.open(tmp_path / "missing.zarr")
+    with pytest.raises(FileExistsError):
+        EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+
+
+def test_chunks_pad_at_episode_ends(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(3, 0), task="a", seed=0, success=True)
+    store.add_episode(episode(4, 100), task="b", seed=1, success=True)
+    ds = ChunkDataset(store, chunk_size=3)
+    assert len(ds) == 7
+    item = ds[1]  # frames 1, 2 of episode 0, then padding with its last action
+    assert item["task"] == "a"
+    assert item["action_is_pad"].tolist() == [False, False, True]
+    np.testing.assert_array_equal(item["action"][2], item["action"][1])
+    assert ds[3]["action"][0, 0] == 100  # episode 1 starts fresh
+    with pytest.raises(ValueError, match="no episodes"):
+        ChunkDataset(EpisodeStore.create(tmp_path / "empty.zarr", SCHEMA), 3)
+
+
+def test_streaming_stats_match_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10_000, 3)).astype(np.float32) * [1, 5, 0.1]
+    stats = compute_stats(lambda: (x[i : i + 777] for i in range(0, len(x), 777)))
+    np.testing.assert_allclose(stats["mean"], x.mean(0), atol=1e-4)
+    np.testing.assert_allclose(stats["std"], x.std(0), rtol=1e-4)
+    tolerance = (x.max(0) - x.min(0)) / 10_000  # two of the 20k histogram bins
+    for name, q in (("q01", 0.01), ("q99", 0.99)):
+        exact = np.quantile(x, q, axis=0, method="inverted_cdf")  # the smallest x with CDF >= q
+        assert np.all(np.abs(stats[name] - exact) <= tolerance), (name, stats[name], exact)
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(5), task="a", seed=0, success=True)
+    assert store_stats(store, ["action"])["action"]["max"].tolist() == [16, 17, 18, 19]

@@ -1,0 +1,70 @@
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_model_config
+from safetensors.torch import load_file
+
+from vla.train import TrainConfig, train
+
+
+def config(store, out, steps, **kw):
+    return TrainConfig(dataset=str(store), out=str(out), steps=steps, batch_size=4, save_every=2,
+                       warmup_steps=1, model=tiny_model_config(), **kw)
+
+
+def test_train_two_steps_save_resume_gives_identical_state(tiny_store, tmp_path):
+    train(config(tiny_store, tmp_path / "straight", 4))
+    train(config(tiny_store, tmp_path / "resumed", 2))
+    with pytest.raises(FileExistsError, match="resume=true"):
+        train(config(tiny_store, tmp_path / "resumed", 4))
+    train(config(tiny_store, tmp_path / "resumed", 4, resume=True))
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        a = load_file(str(tmp_path / "straight/checkpoints/step_000004" / name))
+        b = load_file(str(tmp_path / "resumed/checkpoints/step_000004" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume"
+    state = json.loads((tmp_path / "resumed/checkpoints/step_000004/trainer_state.json").read_text())
+    assert state["step"] == 4
+    assert (tmp_path / "resumed/loss.png").stat().st_size > 0
+    rows = [json.loads(r) for r in (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_loss_decreases_when_overfitting_a_few_batches(tiny_store, tmp_path):
+    out = tmp_path / "fit"
+    train(config(tiny_store, out, 40, lr=3e-3, shift_pixels=0, save_every=40))
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    first = sum(r["loss"] for r in rows[:5]) / 5
+    last = sum(r["loss"] for r in rows[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+
+
+def test_resume_without_checkpoint_fails_clearly(tiny_store, tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        train(config(tiny_store, tmp_path / "none", 2, resume=True))
+
+
+def test_two_cpu_processes_with_accelerate_launch(tiny_store, tmp_path):
+    """DDP over gloo: the command a user would run on several GPUs, here with two CPU processes."""
+    cfg = config(tiny_store, tmp_path / "ddp", 2)
+    m = asdict(cfg.model)
+    overrides = [f"dataset={tiny_store}", f"out={tmp_path / 'ddp'}", "steps=2", "batch_size=4", "save_every=2"]
+    overrides += [f"model.backbone.{k}={v}" for k, v in m["backbone"].items() if v is not None]
+    overrides += [f"model.chunk_size={m['chunk_size']}", f"model.n_action_steps={m['n_action_steps']}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "vla.cli.train", *overrides]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(r) for r in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2, "only the main process logs"
+    assert rows[-1]["samples_per_s"] > 0
+    assert Path(tmp_path / "ddp/model.safetensors").is_file()

@@ -1,0 +1,156 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_IMAGE, fake_stats, tiny_model_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from vla.envs.metaworld import metaworld_schema
+from vla.policies.protocol import Policy, batch_observation
+from vla.policies.vla_policy import CheckpointError, VLAPolicy
+from vla.schema import SchemaError
+
+SCHEMA = metaworld_schema(TINY_IMAGE, "corner2")
+
+
+def make_policy(seed=0, **cfg):
+    torch.manual_seed(seed)
+    return VLAPolicy.create(tiny_model_config(**cfg), SCHEMA, fake_stats())
+
+
+def batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = [SCHEMA.fake_observation(rng, task=["close it", "press the big red button"][i % 2]) for i in range(n)]
+    return {k: ([o[k] for o in obs] if k == "task" else np.stack([o[k] for o in obs])) for k in obs[0]}
+
+
+def test_satisfies_the_policy_protocol_and_keeps_a_chunk_queue():
+    policy = make_policy()
+    assert isinstance(policy, Policy)
+    obs = batch(3)
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (3, 4, 4) and chunk.dtype == np.float32
+    policy.reset()
+    first, second = policy.select_action(obs), policy.select_action(obs)
+    np.testing.assert_allclose(first, chunk[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(second, chunk[:, 1], rtol=1e-5)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 1e3, 1e6]), decode=st.sampled_from(["expected", "argmax"]))
+def test_constrained_decoding_never_yields_a_malformed_chunk(seed, scale, decode):
+    """Even a random model with extreme logits decodes exactly H x D in-range actions."""
+    policy = make_policy(seed, decode=decode)
+    with torch.no_grad():
+        policy.model.backbone.model.lm_head.weight.mul_(scale)
+    chunk = policy.predict_chunk(batch(2, seed))
+    assert chunk.shape == (2, 4, 4)
+    assert np.all(np.isfinite(chunk))
+    assert np.all(chunk >= -1.0 - 1e-6) and np.all(chunk <= 1.0 + 1e-6)
+
+
+def test_observation_is_validated_with_the_key_and_shape():
+    policy = make_policy()
+    obs = batch(1)
+    obs["observation.state"] = obs["observation.state"][:, :3]
+    with pytest.raises(SchemaError, match=r"'observation.state': expected shape \(4,\), got \(3,\)"):
+        policy.predict_chunk(obs)
+    obs = batch(1)
+    del obs["observation.images.corner2"]
+    with pytest.raises(SchemaError, match="missing key 'observation.images.corner2'"):
+        policy.predict_chunk(obs)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    policy = make_policy()
+    policy.save_pretrained(tmp_path)
+    loaded = VLAPolicy.from_pretrained(tmp_path)
+    obs = batch_observation(SCHEMA.fake_observation())
+    np.testing.assert_array_equal(policy.predict_chunk(obs), loaded.predict_chunk(obs))
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    make_policy().save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_missing_weight_is_named(checkpoint):
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    name = "model.lm_head.weight"
+    del weights[name]
+    save_file(weights, str(checkpoint / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"missing weight '{name}'"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+def test_mismatched_weight_shape_is_named(checkpoint):
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    name = "model.lm_head.weight"
+    weights[name] = weights[name][:, :10].contiguous()
+    save_file(weights, str(checkpoint / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"weight '{name}' has shape"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+def test_unexpected_weight_is_named(checkpoint):
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    weights["extra.bias"] = torch.zeros(3)
+    save_file(weights, str(checkpoint / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="unexpected weight 'extra.bias'"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "norm_stats.json"])
+def test_missing_file_is_named(checkpoint, missing):
+    (checkpoint / missing).unlink()
+    with pytest.raises(CheckpointError, match=f"checkpoint file {missing} is missing"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+def test_missing_config_key_and_stats_key_are_named(checkpoint):
+    config = json.loads((checkpoint / "config.json").read_text())
+    stats = json.loads((checkpoint / "norm_stats.json").read_text())
+    del stats["action"]["q99"]
+    (checkpoint / "norm_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(CheckpointError, match=r"norm_stats.json: normalization stats for 'action' lack \['q99'\]"):
+        VLAPolicy.from_pretrained(checkpoint)
+    del config["schema"]
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing key 'schema'"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+def test_missing_action_tokenizer_is_named(checkpoint):
+    (checkpoint / "action_tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no fitted action tokenizer"):
+        VLAPolicy.from_pretrained(checkpoint)
+
+
+def test_pretrained_backbone_loads_from_a_local_directory(tmp_path):
+    """The `path=` route, on a directory laid out like a downloaded SmolVLM: weights and config from
+    save_pretrained, and a byte-level BPE tokenizer.json (what SmolVLM ships) made with `tokenizers`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from vla.model.backbone import Backbone, BackboneConfig
+
+    source = Backbone.build(tiny_model_config().backbone, n_action_tokens=0)
+    source.model.save_pretrained(tmp_path)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(["press the button", "close the drawer"], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>").save_pretrained(tmp_path)
+
+    loaded = Backbone.build(BackboneConfig(path=str(tmp_path)), n_action_tokens=16)
+    vocab = source.model.get_input_embeddings().num_embeddings
+    assert loaded.first_new_id == vocab
+    assert loaded.model.get_input_embeddings().num_embeddings == vocab + 16
+    torch.testing.assert_close(loaded.model.lm_head.weight[:vocab], source.model.lm_head.weight)
+    assert loaded.text_tokenizer("close the drawer").input_ids  # its own tokenizer, loaded offline
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        Backbone.build(BackboneConfig(path=str(tmp_path / "none")), 16)
