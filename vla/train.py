@@ -34,7 +34,7 @@ OPTIMIZER_FILE, TRAINER_STATE_FILE, METRICS_FILE = "optimizer.safetensors", "tra
 class TrainConfig:
     dataset: str = "data/demos.zarr"
     out: str = "runs/train"
-    steps: int = 1500
+    steps: int = 700
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01

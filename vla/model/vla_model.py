@@ -2,9 +2,13 @@
 
 Sequence layout (left-padded so every sample's action tokens sit in the same final positions):
 
-    [pad ...] [image tokens per camera] "<instruction>; state 12 200 34 128;" [a_0 ... a_{T-1}]
+    [pad ...] [image tokens per camera] "<instruction>; state:" [s_0 ... s_{D-1}] [a_0 ... a_{T-1}]
 
-The state is quantile-normalized and written as bin numbers in text (as pi0-FAST does). The T = H x D
+The state is quantile-normalized and binned, one appended token per dimension. (pi0-FAST writes the bins
+as decimal text, which a pretrained LM reads; a backbone trained from scratch first has to learn to parse
+digits, and measured here it did not within a CPU budget.) Bin tokens, state and action alike, start from
+ordinal (Fourier-feature) embeddings, so neighbouring bins begin close instead of as unrelated classes.
+The T = H x D
 action tokens are time-major. Logits are only ever computed over the action ids (the rows of the LM head
 for them), so training is a distribution over bins and decoding cannot leave the action vocabulary: every
 decode yields exactly H x D valid bins, i.e. a well-formed chunk.
@@ -38,11 +42,11 @@ class VLAConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     tokenizer: BinTokenizerConfig = field(default_factory=BinTokenizerConfig)
     chunk_size: int = 8  # H: actions predicted per inference
-    n_action_steps: int = 8  # actions executed from each chunk before replanning
+    n_action_steps: int = 4  # actions executed from each chunk before replanning
     decode: str = "expected"  # "expected": mean under the bin distribution; "argmax": the likeliest bin
-    decoding: str = "autoregressive"  # or "parallel" (one forward pass for the whole chunk)
-    token_dropout: float = 0.5  # training: probability an input action token is replaced by MASK
-    state_bins: int = 256  # resolution of the proprioceptive state written into the prompt
+    decoding: str = "parallel"  # or "autoregressive" (one token at a time, KV cache)
+    token_dropout: float = 0.75  # training: probability an input action token is replaced by MASK
+    state_bins: int = 256  # resolution of the proprioceptive state tokens in the prompt
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -59,6 +63,15 @@ class VLAConfig:
             raise ValueError(f"token_dropout must be in [0, 1], got {self.token_dropout}")
 
 
+def ordinal_embedding(n: int, dim: int, std: float) -> torch.Tensor:
+    """(n, dim) rows for n ordered bins: sin/cos of the bin center at geometric frequencies, scaled to std."""
+    centers = torch.linspace(-1, 1, n)[:, None]
+    freqs = torch.logspace(np.log10(0.25), np.log10(n / 4), dim // 2)[None] * torch.pi
+    features = torch.cat([torch.sin(centers * freqs), torch.cos(centers * freqs)], dim=1)
+    features = torch.nn.functional.pad(features, (0, dim - features.shape[1]))
+    return features / features.std() * std
+
+
 class VLAModel(torch.nn.Module):
     def __init__(self, cfg: VLAConfig, backbone: Backbone, action_tokenizer: BinActionTokenizer,
                  state_low: np.ndarray, state_high: np.ndarray, n_cameras: int):
@@ -69,22 +82,41 @@ class VLAModel(torch.nn.Module):
         self.state_low = np.asarray(state_low, np.float32)
         self.state_high = np.maximum(np.asarray(state_high, np.float32), self.state_low + 1e-6)
         self.n_cameras = n_cameras
-        self.mask_id = backbone.first_new_id  # appended ids: MASK, then the bins
+        # appended ids: MASK, the action bins, the state bins
+        self.mask_id = backbone.first_new_id
         self.first_action_id = backbone.first_new_id + 1
+        self.first_state_id = self.first_action_id + action_tokenizer.n_bins
+        self._text_ids: dict[str, list[int]] = {}
         self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
 
     # ---- inputs ---------------------------------------------------------------------------------------
-    def prompt(self, task: str, state: np.ndarray) -> str:
+    @staticmethod
+    def n_new_tokens(cfg: VLAConfig) -> int:
+        return 1 + cfg.tokenizer.n_bins + cfg.state_bins
+
+    def prompt_ids(self, task: str, state: np.ndarray) -> list[int]:
+        if task not in self._text_ids:
+            text = f"{task.strip().lower()}; state:"
+            self._text_ids[task] = self.backbone.text_tokenizer(text, add_special_tokens=False).input_ids
         x = 2.0 * (state - self.state_low) / (self.state_high - self.state_low) - 1.0
         bins = np.clip(np.floor((np.clip(x, -1, 1) + 1) / 2 * self.cfg.state_bins), 0, self.cfg.state_bins - 1)
-        return f"{task.strip().lower()}; state {' '.join(str(int(b)) for b in bins)};"
+        return self._text_ids[task] + [self.first_state_id + int(b) for b in bins]
+
+    @torch.no_grad()
+    def init_bin_embeddings(self) -> None:
+        """Ordinal init for a fresh model: Fourier features of each bin's center for the input embeddings of
+        the action and state bins and for the LM-head rows of the action bins."""
+        emb = self.backbone.model.get_input_embeddings().weight
+        head = self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins)
+        n_a, n_s = self.action_tokenizer.n_bins, self.cfg.state_bins
+        emb[self.first_action_id : self.first_action_id + n_a] = ordinal_embedding(n_a, emb.shape[1], emb.std())
+        emb[self.first_state_id : self.first_state_id + n_s] = ordinal_embedding(n_s, emb.shape[1], emb.std())
+        head.copy_(ordinal_embedding(n_a, head.shape[1], head.std()))
 
     def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
         """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> left-padded prefix tensors."""
-        tok = self.backbone.text_tokenizer
         image_ids = [self.backbone.image_token_id] * (self.backbone.image_seq_len * self.n_cameras)
-        seqs = [image_ids + tok(self.prompt(t, s), add_special_tokens=False).input_ids
-                for t, s in zip(tasks, np.asarray(states, np.float32), strict=True)]
+        seqs = [image_ids + self.prompt_ids(t, s) for t, s in zip(tasks, np.asarray(states, np.float32), strict=True)]
         length = max(map(len, seqs))
         pad = self.backbone.pad_token_id
         input_ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs], dtype=torch.long)
@@ -130,11 +162,17 @@ class VLAModel(torch.nn.Module):
         return centers[logits.argmax(-1)]
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
-        """Returns (B, T) normalized actions in [-1, 1], always finite and always T of them."""
+    def generate(self, input_ids, attention_mask, pixel_values, n_tokens: int | None = None) -> torch.Tensor:
+        """Returns (B, n_tokens) normalized actions in [-1, 1], always finite and always n_tokens of them.
+
+        n_tokens (default: the whole chunk, T) lets the autoregressive decoder stop after the actions that
+        will actually be executed; parallel decoding computes the whole chunk in one pass either way."""
+        n_tokens = self.n_action_tokens if n_tokens is None else n_tokens
+        if not 1 <= n_tokens <= self.n_action_tokens:
+            raise ValueError(f"n_tokens must be in [1, {self.n_action_tokens}], got {n_tokens}")
         if self.cfg.decoding == "parallel":
-            return self._generate_parallel(input_ids, attention_mask, pixel_values)
-        return self._generate_autoregressive(input_ids, attention_mask, pixel_values)
+            return self._generate_parallel(input_ids, attention_mask, pixel_values)[:, :n_tokens]
+        return self._generate_autoregressive(input_ids, attention_mask, pixel_values, n_tokens)
 
     def _generate_parallel(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
         t = self.n_action_tokens
@@ -144,14 +182,14 @@ class VLAModel(torch.nn.Module):
         hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
         return self._values(self.action_logits(hidden).float())
 
-    def _generate_autoregressive(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+    def _generate_autoregressive(self, input_ids, attention_mask, pixel_values, n_tokens: int) -> torch.Tensor:
         out = self.backbone(input_ids, attention_mask, pixel_values, use_cache=True)
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
         values = []
-        for step in range(self.n_action_tokens):
+        for step in range(n_tokens):
             value = self._values(self.action_logits(hidden).float())
             values.append(value)
-            if step == self.n_action_tokens - 1:
+            if step == n_tokens - 1:
                 break
             next_ids = (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None]
             attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)

@@ -47,8 +47,10 @@ class VLAPolicy:
     def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, meta: dict | None = None) -> VLAPolicy:
         """A new policy for data with this schema and these normalization stats."""
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
-        backbone = Backbone.build(cfg.backbone, 1 + tok.n_bins)  # MASK + bins
-        return cls._assemble(cfg, backbone, tok, schema, stats, meta)
+        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg))
+        policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
+        policy.model.init_bin_embeddings()
+        return policy
 
     @classmethod
     def _assemble(cls, cfg, backbone, tok, schema, stats, meta) -> VLAPolicy:
@@ -65,19 +67,22 @@ class VLAPolicy:
     def select_action(self, obs: dict) -> np.ndarray:
         """Batched obs -> (B, action_dim). Replans every `n_action_steps` actions."""
         if not self._queue:
-            chunk = self.predict_chunk(obs)
-            self._queue.extend(chunk[:, : self.cfg.n_action_steps].transpose(1, 0, 2))
+            chunk = self._predict(obs, self.cfg.n_action_steps)  # decode only what will be executed
+            self._queue.extend(chunk.transpose(1, 0, 2))
         return self._queue.popleft()
 
     def predict_chunk(self, obs: dict) -> np.ndarray:
         """Batched obs -> (B, H, action_dim) float32 in the data's units."""
+        return self._predict(obs, self.cfg.chunk_size)
+
+    def _predict(self, obs: dict, steps: int) -> np.ndarray:
         self.schema.validate_observation(obs, batched=True)
         images = torch.from_numpy(np.stack([np.asarray(obs[k]) for k in self.schema.image_keys], axis=1))
         self.model.eval()
         prefix = self.model.build_prefix(images, np.asarray(obs[STATE_KEY]), list(obs[TASK_KEY]))
-        normalized = self.model.generate(**prefix).cpu().numpy()
         tok = self.model.action_tokenizer
-        chunk = tok.unnormalize(normalized.reshape(len(normalized), self.cfg.chunk_size, tok.action_dim))
+        normalized = self.model.generate(**prefix, n_tokens=steps * tok.action_dim).cpu().numpy()
+        chunk = tok.unnormalize(normalized.reshape(len(normalized), steps, tok.action_dim))
         if not np.all(np.isfinite(chunk)):  # cannot happen by construction; never let it reach a motor
             raise FloatingPointError("VLA produced a non-finite action chunk")
         return chunk
@@ -120,7 +125,7 @@ class VLAPolicy:
         except KeyError as e:
             raise CheckpointError(f"{directory / STATS_FILE}: {e.args[0]}") from None
         tok = BinActionTokenizer.load(directory)
-        backbone = Backbone.build(cfg.backbone, 1 + tok.n_bins, hf_config=config["backbone_hf_config"])
+        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), hf_config=config["backbone_hf_config"])
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
         policy.model.to(device)
