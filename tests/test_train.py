@@ -14,8 +14,8 @@ from vla.train import TrainConfig, train
 
 
 def config(store, out, steps, **kw):
-    return TrainConfig(dataset=str(store), out=str(out), steps=steps, batch_size=4, save_every=2,
-                       warmup_steps=1, model=tiny_model_config(), **kw)
+    kw = {"batch_size": 4, "save_every": 2, "warmup_steps": 1, **kw}
+    return TrainConfig(dataset=str(store), out=str(out), steps=steps, model=tiny_model_config(), **kw)
 
 
 def test_train_two_steps_save_resume_gives_identical_state(tiny_store, tmp_path):

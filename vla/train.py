@@ -71,16 +71,16 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def save_training_state(directory: Path, optimizer, scheduler, step: int) -> None:
+def save_training_state(directory: Path, optimizer, step: int) -> None:
     state = optimizer.state_dict()
     tensors = {f"{i}.{name}": v.detach().cpu().contiguous()
                for i, s in state["state"].items() for name, v in s.items()}
     save_file(tensors, str(directory / OPTIMIZER_FILE))
-    meta = {"step": step, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict()}
+    meta = {"step": step, "param_groups": state["param_groups"]}
     (directory / TRAINER_STATE_FILE).write_text(json.dumps(meta, indent=2))
 
 
-def load_training_state(directory: Path, optimizer, scheduler) -> int:
+def load_training_state(directory: Path, optimizer) -> int:
     for name in (OPTIMIZER_FILE, TRAINER_STATE_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory}: cannot resume, {name} is missing")
@@ -90,7 +90,6 @@ def load_training_state(directory: Path, optimizer, scheduler) -> int:
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    scheduler.load_state_dict(meta["scheduler"])
     return int(meta["step"])
 
 
@@ -130,8 +129,10 @@ def train(cfg: TrainConfig) -> Path:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95),
     )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    start = load_training_state(resume_from, optimizer, scheduler) if resume_from else 0
+    start = load_training_state(resume_from, optimizer) if resume_from else 0
+    # The schedule is not restored but rebuilt for this run's `steps` at the resume point: a resumed run
+    # with a larger `steps` must follow the longer schedule (a restored one had already decayed to 0).
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps, last_epoch=start - 1)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
 
@@ -171,7 +172,7 @@ def train(cfg: TrainConfig) -> Path:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 ckpt = policy.save_pretrained(out / "checkpoints" / f"step_{step + 1:06d}")
-                save_training_state(ckpt, optimizer, scheduler, step + 1)
+                save_training_state(ckpt, optimizer, step + 1)
                 plot_loss_curve(metrics_path, out / "loss.png")
     bar.close()
     if accelerator.is_main_process:

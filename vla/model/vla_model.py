@@ -45,7 +45,7 @@ class VLAConfig:
     n_action_steps: int = 4  # actions executed from each chunk before replanning
     decode: str = "expected"  # "expected": mean under the bin distribution; "argmax": the likeliest bin
     decoding: str = "parallel"  # or "autoregressive" (one token at a time, KV cache)
-    token_dropout: float = 0.75  # training: probability an input action token is replaced by MASK
+    token_dropout: float = 0.5  # training: probability an input action token is replaced by MASK
     state_bins: int = 256  # resolution of the proprioceptive state tokens in the prompt
 
     def __post_init__(self) -> None:
