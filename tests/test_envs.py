@@ -24,7 +24,7 @@ def test_every_task_resets_and_steps_with_valid_observations(task):
         env.schema.validate_observation(obs)  # shapes, dtypes, no NaN
         assert isinstance(obs[TASK_KEY], str) and obs[TASK_KEY]
         rng = np.random.default_rng(0)
-        for i in range(5):
+        for _ in range(5):
             obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
             env.schema.validate_observation(obs)
             assert np.isfinite(reward) and "is_success" in info

@@ -1,7 +1,8 @@
-"""vla-demo out=runs/demo [tasks=[...]] [episodes=30] [steps=1500] [eval_episodes=20]
+"""vla-demo out=runs/demo [tasks=[...]] [episodes=30] [steps=700] [eval_episodes=20]
 
 Records expert demonstrations in Meta-World, trains the VLA on them and evaluates it, in one command."""
 
+import sys
 import time
 from pathlib import Path
 
@@ -14,8 +15,6 @@ from vla.train import TrainConfig, train
 def main() -> None:
     if usage_requested():
         return print_usage("demo", __doc__)
-    import sys
-
     demo = compose_dict("demo", sys.argv[1:])
     out, tasks = Path(demo["out"]), "[" + ",".join(demo["tasks"]) + "]"
     store = out / "demos.zarr"

@@ -4,8 +4,9 @@ The embedded default is a tiny SmolVLM-architecture model built from a config (r
 ByT5 byte-level tokenizer, which needs no vocabulary files: everything runs offline on a CPU. A pretrained
 SmolVLM / SmolVLM2 / Idefics3 loads from a local directory (`path=`) with its own tokenizer.
 
-Either way the adapter appends new token ids after the text vocabulary (one image placeholder for the
-embedded model, then the action bins); existing text tokens are never overwritten.
+Either way the adapter appends new token ids after the text vocabulary (an image placeholder for the
+embedded model, then whatever the caller asks for: the VLA's MASK, action-bin and state-bin ids);
+existing text tokens are never overwritten.
 """
 
 from __future__ import annotations
