@@ -79,8 +79,8 @@ class VLAModel(torch.nn.Module):
         self.cfg = cfg
         self.backbone = backbone
         self.action_tokenizer = action_tokenizer
-        self.state_low = np.asarray(state_low, np.float32)
-        self.state_high = np.maximum(np.asarray(state_high, np.float32), self.state_low + 1e-6)
+        # The state is binned exactly as actions are (q01..q99 -> [-1, 1] -> bins); only the count differs.
+        self.state_tokenizer = BinActionTokenizer(BinTokenizerConfig(n_bins=cfg.state_bins), state_low, state_high)
         self.n_cameras = n_cameras
         # appended ids: MASK, the action bins, the state bins
         self.mask_id = backbone.first_new_id
@@ -94,13 +94,11 @@ class VLAModel(torch.nn.Module):
     def n_new_tokens(cfg: VLAConfig) -> int:
         return 1 + cfg.tokenizer.n_bins + cfg.state_bins
 
-    def prompt_ids(self, task: str, state: np.ndarray) -> list[int]:
+    def text_ids(self, task: str) -> list[int]:
         if task not in self._text_ids:
             text = f"{task.strip().lower()}; state:"
             self._text_ids[task] = self.backbone.text_tokenizer(text, add_special_tokens=False).input_ids
-        x = 2.0 * (state - self.state_low) / (self.state_high - self.state_low) - 1.0
-        bins = np.clip(np.floor((np.clip(x, -1, 1) + 1) / 2 * self.cfg.state_bins), 0, self.cfg.state_bins - 1)
-        return self._text_ids[task] + [self.first_state_id + int(b) for b in bins]
+        return self._text_ids[task]
 
     @torch.no_grad()
     def init_bin_embeddings(self) -> None:
@@ -116,7 +114,9 @@ class VLAModel(torch.nn.Module):
     def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
         """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> left-padded prefix tensors."""
         image_ids = [self.backbone.image_token_id] * (self.backbone.image_seq_len * self.n_cameras)
-        seqs = [image_ids + self.prompt_ids(t, s) for t, s in zip(tasks, np.asarray(states, np.float32), strict=True)]
+        state_ids = self.first_state_id + self.state_tokenizer.to_bins(
+            self.state_tokenizer.normalize(np.asarray(states, np.float32)))
+        seqs = [image_ids + self.text_ids(t) + s.tolist() for t, s in zip(tasks, state_ids, strict=True)]
         length = max(map(len, seqs))
         pad = self.backbone.pad_token_id
         input_ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs], dtype=torch.long)
@@ -131,21 +131,25 @@ class VLAModel(torch.nn.Module):
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins).T
 
+    def _action_position_logits(self, input_ids, attention_mask, pixel_values, action_inputs) -> torch.Tensor:
+        """One pass over prefix + T action inputs; logits at the positions that predict each action token."""
+        ids = torch.cat([input_ids, action_inputs], dim=1)
+        mask = torch.cat([attention_mask, torch.ones_like(action_inputs)], dim=1)
+        t = action_inputs.shape[1]
+        hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
+        return self.action_logits(hidden).float()
+
     # ---- training -------------------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, pixel_values, target, target_mask,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool, False on padding."""
-        t = self.n_action_tokens
         action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(target)
         if self.cfg.token_dropout > 0:
             drop = torch.rand(action_ids.shape, generator=generator) < self.cfg.token_dropout
             action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
-        ids = torch.cat([input_ids, action_ids], dim=1)
-        mask = torch.cat([attention_mask, torch.ones_like(action_ids)], dim=1)
-        hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
-        logits = self.action_logits(hidden).float()
+        logits = self._action_position_logits(input_ids, attention_mask, pixel_values, action_ids)
         nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
         w = target_mask.float()
         loss = (nll * w).sum() / w.sum().clamp(min=1)
@@ -175,12 +179,9 @@ class VLAModel(torch.nn.Module):
         return self._generate_autoregressive(input_ids, attention_mask, pixel_values, n_tokens)
 
     def _generate_parallel(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
-        t = self.n_action_tokens
-        masks = torch.full((len(input_ids), t), self.mask_id, dtype=input_ids.dtype, device=input_ids.device)
-        ids = torch.cat([input_ids, masks], dim=1)
-        mask = torch.cat([attention_mask, torch.ones_like(masks)], dim=1)
-        hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
-        return self._values(self.action_logits(hidden).float())
+        masks = torch.full((len(input_ids), self.n_action_tokens), self.mask_id, dtype=input_ids.dtype,
+                           device=input_ids.device)
+        return self._values(self._action_position_logits(input_ids, attention_mask, pixel_values, masks))
 
     def _generate_autoregressive(self, input_ids, attention_mask, pixel_values, n_tokens: int) -> torch.Tensor:
         out = self.backbone(input_ids, attention_mask, pixel_values, use_cache=True)
