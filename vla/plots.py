@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,3 +40,28 @@ def plot_success(results: dict, out_png: Path, title: str = "success rate") -> N
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def episode_frames_with_actions(images: np.ndarray, actions: np.ndarray, names: list[str], title: str) -> np.ndarray:
+    """(T, H, W, 3) camera frames beside a plot of the (T, D) actions with a cursor at the current step.
+
+    Returns (T, h, w, 3) uint8 video frames. The plot is drawn once; each frame moves the cursor only."""
+    t_len = len(images)
+    fig, (ax_img, ax_act) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
+    shown = ax_img.imshow(images[0])
+    ax_img.set_axis_off()
+    ax_img.set_title(title, fontsize=9)
+    for d in range(actions.shape[1]):
+        ax_act.plot(actions[:, d], lw=1, label=names[d])
+    cursor = ax_act.axvline(0, color="k", lw=0.8)
+    ax_act.set(xlabel="step", ylabel="action", xlim=(0, max(t_len - 1, 1)))
+    ax_act.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    frames = []
+    for t in range(t_len):
+        shown.set_data(images[t])
+        cursor.set_xdata([t, t])
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    plt.close(fig)
+    return np.stack(frames)

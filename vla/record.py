@@ -66,7 +66,8 @@ def record(cfg: RecordConfig) -> dict:
         for i in range(cfg.episodes):
             episode, success = run_episode(env, expert, cfg.seed + i)
             if success:
-                store.add_episode(episode, task=env.instruction, seed=cfg.seed + i, success=True, env_task=task)
+                store.add_episode(episode, task=env.instruction, seed=cfg.seed + i, success=True, env_task=task,
+                                  source="sim:metaworld")
                 kept += 1
             else:
                 failed += 1

@@ -2,7 +2,8 @@
 
 One loop for one CPU, one GPU or many (`accelerate launch --num_processes N -m vla.cli.train ...`): the
 batch of step s on rank r is drawn from a generator seeded by (seed, s, r), so a resumed run sees exactly
-the batches and augmentations it would have seen, and saves no RNG state.
+the batches and augmentations it would have seen, and saves no RNG state. `num_workers` processes prepare
+the batches ahead (the same batches as with none).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from vla.datasets.chunk_dataset import ChunkDataset
-from vla.datasets.episode_store import EpisodeStore
+from vla.datasets.chunk_dataset import ChunkDataset, StepBatches, open_source, step_loader, step_seed
 from vla.datasets.stats import store_stats
 from vla.model.vla_model import VLAConfig
 from vla.plots import plot_loss_curve
@@ -32,7 +32,7 @@ OPTIMIZER_FILE, TRAINER_STATE_FILE, METRICS_FILE = "optimizer.safetensors", "tra
 
 @dataclass
 class TrainConfig:
-    dataset: str = "data/demos.zarr"
+    dataset: str = "data/demos.zarr"  # a zarr episode store or a LeRobotDataset root
     out: str = "runs/train"
     steps: int = 700
     batch_size: int = 32
@@ -42,6 +42,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     shift_pixels: int = 4  # random-shift augmentation: pad by this many pixels, crop back at random
     save_every: int = 500
+    num_workers: int = 1  # loader processes preparing batches ahead of the model
+    max_memory_gb: float = 4.0  # images up to this size are read into memory, larger datasets per batch
     seed: int = 0
     resume: bool = False
     model: VLAConfig = field(default_factory=VLAConfig)
@@ -52,18 +54,6 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-def random_shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """(B, cams, H, W, 3) uint8: replicate-pad each image and crop it back at a random offset (DrQ)."""
-    if pad == 0:
-        return images
-    b, c, h, w, _ = images.shape
-    x = images.reshape(b * c, h, w, 3).permute(0, 3, 1, 2).float()
-    x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, b * c), generator=gen).tolist()
-    out = torch.stack([x[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b * c)])
-    return out.permute(0, 2, 3, 1).round().to(torch.uint8).reshape(b, c, h, w, 3)
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -93,7 +83,7 @@ def load_training_state(directory: Path, optimizer) -> int:
     return int(meta["step"])
 
 
-def training_meta(store: EpisodeStore, cfg: TrainConfig) -> dict:
+def training_meta(store, cfg: TrainConfig) -> dict:
     seeds: dict[str, list[int]] = {}
     env_tasks = store.env_tasks
     for task, seed in zip(store.episode_tasks(), store.episode_meta("episode_seed").tolist(), strict=True):
@@ -105,8 +95,8 @@ def training_meta(store: EpisodeStore, cfg: TrainConfig) -> dict:
 def train(cfg: TrainConfig) -> Path:
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     out = Path(cfg.out)
-    store = EpisodeStore.open(cfg.dataset)
-    dataset = ChunkDataset(store, cfg.model.chunk_size)
+    store = open_source(cfg.dataset)
+    dataset = ChunkDataset(store, cfg.model.chunk_size, max_memory_gb=cfg.max_memory_gb)
 
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if cfg.resume and resume_from is None:
@@ -142,13 +132,11 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training",
                disable=not accelerator.is_main_process)
     t0, seen = time.perf_counter(), 0
+    batches = StepBatches(dataset, cfg.batch_size, cfg.seed, accelerator.process_index, cfg.shift_pixels)
     model.train()
-    for step in bar:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
-        idx = torch.randint(len(dataset), (cfg.batch_size,), generator=gen).numpy()
-        batch = dataset.get_batch(idx)
-        images = random_shift(torch.from_numpy(batch["images"]), cfg.shift_pixels, gen)
-        prefix = core.build_prefix(images, batch[STATE_KEY], batch[TASK_KEY])
+    for step, batch in zip(bar, step_loader(batches, start, cfg.steps, cfg.num_workers), strict=True):
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
+        prefix = core.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY])
         target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         with accelerator.autocast():

@@ -5,17 +5,23 @@
     <root>/meta/episode_task_index     int32, one per episode (index into the task table)
     <root>/meta/episode_seed           int64
     <root>/meta/episode_success        bool
+    <root>/meta/episode_source_index   int32 (index into the source table: "sim:metaworld", "lerobot:<dir>"...)
     <root>/meta/episode_ends           int64, written last: the commit marker
 
-An episode exists once `episode_ends` has grown to include it. Everything else is written before, so a
-crash (even SIGKILL) while writing leaves at most an uncommitted tail that readers ignore and `repair()`
-trims.
+An episode exists once `episode_ends` holds its end. Everything else is written before, so a crash (even
+SIGKILL) while writing leaves at most an uncommitted tail that readers ignore and `repair()` trims. zarr
+writes every chunk and metadata file atomically (temp file + rename), and growing `episode_ends` is two such
+writes: the new shape, then the chunk holding the new end. Between them the last entry reads as the fill
+value 0, which no committed end can be (ends are strictly increasing from > 0), so it counts as a tail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+
+import os
+import shutil
 
 import numpy as np
 import zarr
@@ -24,7 +30,8 @@ from zarr.codecs import BloscCodec
 from vla.schema import ACTION_KEY, TASK_KEY, Feature, Schema, SchemaError
 
 FORMAT = "vla.episode_store/1"
-META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool"}
+META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool",
+             "episode_source_index": "int32"}
 IMAGE_CHUNK_FRAMES = 64
 LOWDIM_CHUNK_FRAMES = 4096
 
@@ -57,7 +64,7 @@ class EpisodeStore:
             raise FileExistsError(f"{path} exists; open it with EpisodeStore.open(path, mode='a') to append")
         root = zarr.open_group(str(path), mode="w-", zarr_format=3)
         data, meta = root.create_group("data"), root.create_group("meta")
-        for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:
+        for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:  # before self exists
             is_image = len(feat.shape) == 3
             chunk_t = IMAGE_CHUNK_FRAMES if is_image else LOWDIM_CHUNK_FRAMES
             data.create_array(
@@ -66,7 +73,8 @@ class EpisodeStore:
             )
         for key, dtype in {**META_KEYS, "episode_ends": "int64"}.items():
             meta.create_array(key, shape=(0,), chunks=(LOWDIM_CHUNK_FRAMES,), dtype=dtype)
-        root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "tasks": [], "env_tasks": {}})
+        root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "fps": schema.fps, "tasks": [],
+                           "sources": [], "env_tasks": {}})
         return cls(root, path, writable=True)
 
     @classmethod
@@ -83,18 +91,23 @@ class EpisodeStore:
     def keys(self) -> list[str]:
         return [*self.schema.observation, ACTION_KEY]
 
+    def _features(self) -> list[tuple[str, Feature]]:
+        return [*self.schema.observation.items(), (ACTION_KEY, self.schema.action)]
+
     @property
     def episode_ends(self) -> np.ndarray:
-        return self._root["meta/episode_ends"][:]
+        """Ends of the committed episodes (an interrupted commit's trailing fill value excluded)."""
+        ends = self._root["meta/episode_ends"][:]
+        return ends[:-1] if len(ends) and ends[-1] == 0 else ends
 
     @property
     def num_episodes(self) -> int:
-        return self._root["meta/episode_ends"].shape[0]
+        return len(self.episode_ends)
 
     @property
     def num_frames(self) -> int:
-        ends = self._root["meta/episode_ends"]
-        return int(ends[-1]) if ends.shape[0] else 0
+        ends = self.episode_ends
+        return int(ends[-1]) if len(ends) else 0
 
     @property
     def tasks(self) -> list[str]:
@@ -124,6 +137,7 @@ class EpisodeStore:
         ep[TASK_KEY] = self.tasks[int(self._root["meta/episode_task_index"][index])]
         ep["seed"] = int(self._root["meta/episode_seed"][index])
         ep["success"] = bool(self._root["meta/episode_success"][index])
+        ep["source"] = self.sources[int(self._root["meta/episode_source_index"][index])]
         return ep
 
     def iter_episodes(self) -> Iterator[dict]:
@@ -136,8 +150,14 @@ class EpisodeStore:
         """instruction -> simulator task name, for episodes recorded in simulation."""
         return dict(self._root.attrs.get("env_tasks", {}))
 
-    def add_episode(self, episode: dict, task: str, seed: int, success: bool, env_task: str | None = None) -> int:
-        """Append one episode (arrays with a leading time axis). `task` is the instruction.
+    @property
+    def sources(self) -> list[str]:
+        return list(self._root.attrs.get("sources", []))
+
+    def add_episode(self, episode: dict, task: str, seed: int, success: bool, env_task: str | None = None,
+                    source: str = "unknown") -> int:
+        """Append one episode (arrays with a leading time axis). `task` is the instruction, `source` where
+        it came from ("sim:metaworld", "lerobot:<dataset>", "robot:<name>").
 
         Returns the episode's index once committed."""
         if not self.writable:
@@ -149,15 +169,16 @@ class EpisodeStore:
             arr = self.array(key)
             arr.resize((start + length, *arr.shape[1:]))
             arr[start : start + length] = episode[key]
-        tasks = self.tasks
-        if task not in tasks:
-            tasks.append(task)
-            self._root.attrs["tasks"] = tasks
+        tasks, sources = self.tasks, self.sources
+        for table, value, name in ((tasks, task, "tasks"), (sources, source, "sources")):
+            if value not in table:
+                table.append(value)
+                self._root.attrs[name] = table
         if env_task is not None and self.env_tasks.get(task) != env_task:
             self._root.attrs["env_tasks"] = {**self.env_tasks, task: env_task}
         index = self.num_episodes
         for key, value in [("episode_task_index", tasks.index(task)), ("episode_seed", seed),
-                           ("episode_success", success)]:
+                           ("episode_success", success), ("episode_source_index", sources.index(source))]:
             self._append_meta(key, index, value)
         self._append_meta("episode_ends", index, start + length)  # the commit
         return index
@@ -169,10 +190,9 @@ class EpisodeStore:
 
     def _validate_episode(self, episode: dict) -> int:
         lengths = {}
-        for key in self.keys:
+        for key, feat in self._features():
             if key not in episode:
                 raise SchemaError(f"episode is missing key {key!r}")
-            feat: Feature = self.schema.action if key == ACTION_KEY else self.schema.observation[key]
             value = np.asarray(episode[key])
             feat.check(value, batched=True)
             lengths[key] = value.shape[0]
@@ -189,11 +209,21 @@ class EpisodeStore:
         frames, n = self.num_frames, self.num_episodes
         out = [f"data/{k}: {self.array(k).shape[0]} frames > {frames}" for k in self.keys
                if self.array(k).shape[0] > frames]
-        out += [f"meta/{k}: {self._root[f'meta/{k}'].shape[0]} > {n}" for k in META_KEYS
+        out += [f"meta/{k}: {self._root[f'meta/{k}'].shape[0]} > {n}" for k in [*META_KEYS, "episode_ends"]
                 if self._root[f"meta/{k}"].shape[0] > n]
+        out += [f"partial write {p.relative_to(self.path)}" for p in self.path.rglob("*.partial")]
         return out
 
     def _check_consistent(self) -> None:
+        expected = {f"data/{k}": (f.dtype, f.shape) for k, f in self._features()}
+        expected |= {f"meta/{k}": (dtype, ()) for k, dtype in {**META_KEYS, "episode_ends": "int64"}.items()}
+        for name, (dtype, shape) in expected.items():
+            if name not in self._root:
+                raise StoreError(f"{self.path}: array {name} is missing")
+            arr = self._root[name]
+            if arr.dtype != np.dtype(dtype) or tuple(arr.shape[1:]) != tuple(shape):
+                raise StoreError(f"{self.path}: {name} is {arr.dtype} {tuple(arr.shape[1:])}, "
+                                 f"the schema says {dtype} {tuple(shape)}")
         ends = self.episode_ends
         if len(ends) and (np.any(np.diff(ends) <= 0) or ends[0] <= 0):
             raise StoreError(f"{self.path}: meta/episode_ends is not strictly increasing: {ends.tolist()}")
@@ -226,9 +256,35 @@ class EpisodeStore:
         for key in self.keys:
             arr = self.array(key)
             arr.resize((self.num_frames, *arr.shape[1:]))
-        for key in META_KEYS:
+        for key in [*META_KEYS, "episode_ends"]:
             self._root[f"meta/{key}"].resize((self.num_episodes,))
+        for partial in self.path.rglob("*.partial"):
+            partial.unlink()
         return trimmed
+
+    def drop_episodes(self, indices: list[int]) -> EpisodeStore:
+        """Remove episodes. The kept ones are copied to a sibling store that then replaces this one, so a
+        crash at any point leaves either the old store or the new one whole (plus a `.old`/`.new` sibling
+        to delete). Returns the store reopened for appending."""
+        if not self.writable:
+            raise PermissionError(f"{self.path} is open read-only")
+        bad = [i for i in indices if not 0 <= i < self.num_episodes]
+        if bad:
+            raise IndexError(f"episodes {bad} out of range (store has {self.num_episodes})")
+        self._check_no_uncommitted_tail()
+        new_path, old_path = self.path.with_name(self.path.name + ".new"), self.path.with_name(self.path.name + ".old")
+        shutil.rmtree(new_path, ignore_errors=True)
+        new = EpisodeStore.create(new_path, self.schema)
+        drop, env_tasks = set(indices), self.env_tasks
+        for i in range(self.num_episodes):
+            if i not in drop:
+                ep = self.episode(i)
+                new.add_episode({k: ep[k] for k in self.keys}, ep[TASK_KEY], ep["seed"], ep["success"],
+                                env_tasks.get(ep[TASK_KEY]), ep["source"])
+        os.replace(self.path, old_path)
+        os.replace(new_path, self.path)
+        shutil.rmtree(old_path)
+        return EpisodeStore.open(self.path, "a")
 
     def summary(self) -> dict:
         success = self.episode_meta("episode_success")
@@ -236,4 +292,4 @@ class EpisodeStore:
         for t in self.episode_tasks():
             per_task[t] = per_task.get(t, 0) + 1
         return {"path": str(self.path), "episodes": self.num_episodes, "frames": self.num_frames,
-                "successes": int(success.sum()), "episodes_per_task": per_task}
+                "successes": int(success.sum()), "episodes_per_task": per_task, "sources": self.sources}
