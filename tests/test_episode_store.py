@@ -114,3 +114,73 @@ def test_streaming_stats_match_numpy(tmp_path):
     store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
     store.add_episode(episode(5), task="a", seed=0, success=True)
     assert store_stats(store, ["action"])["action"]["max"].tolist() == [16, 17, 18, 19]
+
+
+def test_missing_or_retyped_arrays_are_named(tmp_path):
+    import shutil
+
+    import zarr
+
+    for name in ("retyped", "missing"):
+        EpisodeStore.create(tmp_path / name, SCHEMA).add_episode(episode(3), task="a", seed=0, success=True)
+    root = zarr.open_group(str(tmp_path / "retyped"), mode="a")
+    del root["data/observation.state"]
+    root["data"].create_array("observation.state", shape=(3, 4), dtype="float64")
+    with pytest.raises(StoreError, match=r"data/observation.state is float64 \(4,\), the schema says float32"):
+        EpisodeStore.open(tmp_path / "retyped")
+    shutil.rmtree(tmp_path / "missing" / "data" / "action")
+    with pytest.raises(StoreError, match="array data/action is missing"):
+        EpisodeStore.open(tmp_path / "missing")
+
+
+def test_interrupted_commit_reads_as_a_tail(tmp_path):
+    """episode_ends grown (new shape written) but its chunk not yet: the last entry is the fill value 0."""
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    store.add_episode(episode(3), task="a", seed=0, success=True)
+    for key in store.keys:
+        arr = store.array(key)
+        arr.resize((5, *arr.shape[1:]))
+    store._root["meta/episode_ends"].resize((2,))
+    reopened = EpisodeStore.open(tmp_path / "s.zarr", "a")
+    assert reopened.episode_ends.tolist() == [3] and reopened.num_frames == 3
+    assert any("meta/episode_ends: 2 > 1" in t for t in reopened.repair())
+    reopened.add_episode(episode(2), task="a", seed=1, success=True)
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_ends.tolist() == [3, 5]
+
+
+def test_drop_episodes_keeps_the_rest(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    for i, n in enumerate([3, 4, 5]):
+        store.add_episode(episode(n, i), task=f"t{i}", seed=i, success=bool(i % 2), source=f"src{i}")
+    store = store.drop_episodes([1])
+    assert store.episode_ends.tolist() == [3, 8] and store.episode_tasks() == ["t0", "t2"]
+    np.testing.assert_array_equal(store.episode(1)["action"], episode(5, 2)["action"])
+    assert [store.episode(i)["source"] for i in range(2)] == ["src0", "src2"]
+    assert not (tmp_path / "s.zarr.old").exists() and not (tmp_path / "s.zarr.new").exists()
+    with pytest.raises(IndexError, match=r"episodes \[7\] out of range"):
+        store.drop_episodes([7])
+
+
+def test_streamed_and_in_memory_loading_agree_and_workers_do_not_change_batches(tmp_path):
+    from vla.datasets.chunk_dataset import StepBatches, step_loader
+
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    for i, n in enumerate([70, 90, 5]):  # spans several 64-frame image chunks
+        store.add_episode(episode(n, i), task=f"t{i}", seed=i, success=True)
+    in_memory, streamed = ChunkDataset(store, 4), ChunkDataset(store, 4, max_memory_gb=0)
+    assert in_memory.in_memory and not streamed.in_memory
+    idx = np.array([150, 3, 3, 100, 0, 164])
+    a, b = in_memory.get_batch(idx), streamed.get_batch(idx)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+    def steps(dataset, workers):
+        batches = StepBatches(dataset, batch_size=8, seed=3, shift_pixels=2)
+        return list(step_loader(batches, start=5, stop=11, num_workers=workers))
+
+    single, multi = steps(in_memory, 0), steps(streamed, 2)
+    assert len(single) == len(multi) == 6
+    for x, y in zip(single, multi, strict=True):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert not np.array_equal(single[0]["images"], single[1]["images"])  # steps draw different batches

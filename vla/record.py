@@ -60,6 +60,8 @@ def record(cfg: RecordConfig) -> dict:
         env = make_env(task, image_size=cfg.image_size, camera=cfg.camera, max_episode_steps=cfg.max_episode_steps)
         if store is None:
             store = EpisodeStore.open(out, "a") if out.exists() else EpisodeStore.create(out, env.schema)
+            for trimmed in store.repair():  # what an interrupted earlier run left uncommitted
+                print(f"{out}: trimmed the uncommitted tail of an interrupted run: {trimmed}")
             env.schema.require_compatible(store.schema, f"store {out}")
         expert = MetaWorldExpert(env)
         kept = failed = 0

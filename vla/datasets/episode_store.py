@@ -62,7 +62,11 @@ class EpisodeStore:
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"{path} exists; open it with EpisodeStore.open(path, mode='a') to append")
-        root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        # Built beside its final path and renamed into place, so a store at `path` is always complete
+        # (a reader or a crash never sees a group without its arrays or attributes).
+        building = path.with_name(f"{path.name}.creating-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        root = zarr.open_group(str(building), mode="w-", zarr_format=3)
         data, meta = root.create_group("data"), root.create_group("meta")
         for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:  # before self exists
             is_image = len(feat.shape) == 3
@@ -75,7 +79,9 @@ class EpisodeStore:
             meta.create_array(key, shape=(0,), chunks=(LOWDIM_CHUNK_FRAMES,), dtype=dtype)
         root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "fps": schema.fps, "tasks": [],
                            "sources": [], "env_tasks": {}})
-        return cls(root, path, writable=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(building, path)
+        return cls.open(path, "a")
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> EpisodeStore:

@@ -5,9 +5,9 @@ video the way LeRobot encodes them by default (its `RGBEncoderConfig`). Import a
 with `LeRobotDataset` (parquet for the low-dimensional columns, its video decoding for the cameras).
 
 Keys are the same on both sides (`observation.images.<cam>`, `observation.state`, `action`, `task`).
-What LeRobot has no column for (per-episode seed, success flag and simulator task) travels in a side file
-`meta/vla_episodes.json`, which LeRobot ignores; a dataset recorded with `lerobot-record` has no such
-file, and its episodes import as successful with seed -1.
+What LeRobot has no column for (per-episode seed, success flag, source and simulator task) travels in a
+side file `meta/vla_episodes.json`, which LeRobot ignores; a dataset recorded with `lerobot-record` has no
+such file, and its episodes import as successful, with seed -1 and source "lerobot:<directory name>".
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def export_lerobot(src: str | Path, dst: str | Path, repo_id: str | None = None)
             for t in range(len(episode[ACTION_KEY])):
                 dataset.add_frame({**{k: episode[k][t] for k in store.keys}, TASK_KEY: episode[TASK_KEY]})
             dataset.save_episode()
-            side["episodes"].append({"seed": episode["seed"], "success": episode["success"]})
+            side["episodes"].append({k: episode[k] for k in ("seed", "success", "source")})
     finally:
         dataset.finalize()
     (dst / SIDE_FILE).write_text(json.dumps(side, indent=1))
@@ -118,10 +118,12 @@ class LeRobotSource:
         return list(self._episode_tasks)
 
     def episode_meta(self, key: str) -> np.ndarray:
+        """episode_seed, episode_success or episode_source, as the side file recorded them (or defaults)."""
+        field = key.removeprefix("episode_")
         recorded = self.side["episodes"]
-        field = {"episode_seed": "seed", "episode_success": "success"}[key]
         if recorded is None:
-            return np.full(self.num_episodes, -1 if field == "seed" else True)
+            default = {"seed": -1, "success": True, "source": f"lerobot:{self.path.name}"}[field]
+            return np.array([default] * self.num_episodes)
         return np.array([recorded[int(e)][field] for e in self._episode_index])
 
     def array(self, key: str):
@@ -171,7 +173,8 @@ def schema_from_lerobot(features: dict, fps: float, where: Path | str) -> Schema
     """Our schema from LeRobot's `info.json` features; names the first missing or unusable feature."""
     for key in REQUIRED_KEYS:
         if key not in features:
-            have = sorted(k for k in features if not k.endswith("_index") and k not in ("timestamp",))
+            have = sorted(k for k in features if k not in ("timestamp", "frame_index", "episode_index", "index",
+                                                           "task_index"))
             raise SchemaError(f"{where}: the LeRobotDataset has no {key!r} feature a policy needs (has {have})")
     cams = [k for k, f in features.items() if k.startswith(IMAGE_PREFIX) and f["dtype"] in ("video", "image")]
     if not cams:
@@ -199,14 +202,17 @@ def _flat_names(names, shape) -> tuple[str, ...] | None:
 
 def import_lerobot(src: str | Path, dst: str | Path) -> EpisodeStore:
     """Copy a LeRobotDataset at `src` into a new zarr episode store at `dst`, one committed episode at a time."""
+    if Path(dst).exists():
+        raise FileExistsError(f"{dst} exists; import writes a new store")
     source = LeRobotSource(src)
     store = EpisodeStore.create(dst, source.schema)
     seeds, successes = source.episode_meta("episode_seed"), source.episode_meta("episode_success")
+    sources = source.episode_meta("episode_source")
     starts = np.concatenate([[0], source.episode_ends[:-1]])
     for i in tqdm(range(source.num_episodes), desc="import", unit="ep"):
         frames = np.arange(starts[i], source.episode_ends[i])
         episode = {key: source.array(key)[frames] for key in source.keys}
         task = source.episode_tasks()[i]
         store.add_episode(episode, task=task, seed=int(seeds[i]), success=bool(successes[i]),
-                          env_task=source.env_tasks.get(task))
+                          env_task=source.env_tasks.get(task), source=str(sources[i]))
     return store
