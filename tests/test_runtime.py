@@ -1,0 +1,193 @@
+"""Policy server, client and controller against a real websocket server on loopback."""
+
+import time
+import urllib.request
+
+import msgpack
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from conftest import TINY_IMAGE, fake_stats, tiny_model_config
+from vla.envs.metaworld import metaworld_schema
+from vla.runtime.client import InferenceTimeout, PolicyClient, ServerError
+from vla.runtime.controller import Controller, RemotePolicy
+from vla.runtime.guard import Limits, SafetyGuard
+from vla.runtime.robots import MockRobot
+from vla.runtime.server import PolicyServer, ServeConfig, ServerThread
+from vla.runtime.wire import pack, unpack
+
+SCHEMA = metaworld_schema(TINY_IMAGE, "corner2")
+LIMITS = Limits(-np.ones(4), np.ones(4), max_delta=0.25, hold=[False, False, False, True], rest=np.zeros(4))
+
+
+class StubPolicy:
+    """Returns a fixed chunk (or NaN/huge ones), optionally slowly: the faults a real policy could have."""
+
+    class cfg:  # noqa: N801 - mimics VLAPolicy.cfg
+        chunk_size, n_action_steps = 4, 4
+
+    def __init__(self, value=0.5, delay_s=0.0):
+        self.schema, self.value, self.delay_s, self.calls = SCHEMA, value, delay_s, 0
+        self.meta = {"env_tasks": ["drawer-close-v3"]}
+
+    def reset(self):
+        pass
+
+    def predict_chunk(self, obs):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return np.full((1, 4, 4), self.value, np.float32)
+
+
+def server(policy, **kw) -> ServerThread:
+    return ServerThread(PolicyServer(policy, ServeConfig(port=kw.pop("port", 0), **kw), "stub@0"))
+
+
+@pytest.fixture(scope="module")
+def vla_server():
+    from vla.policies.vla_policy import VLAPolicy
+
+    policy = VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), {"env_tasks": ["drawer-close-v3"]})
+    with server(policy, max_message_bytes=200_000) as s:
+        yield s
+
+
+def raw(url):
+    ws = connect(url, compression=None)
+    return ws, unpack(ws.recv(timeout=5))
+
+
+def test_metadata_inference_and_healthz(vla_server):
+    with PolicyClient(vla_server.url) as client:
+        meta = client.metadata
+        assert meta["type"] == "metadata" and meta["chunk_size"] == 4 and meta["n_action_steps"] == 2
+        assert meta["schema"] == SCHEMA.to_json() and meta["env_tasks"] == ["drawer-close-v3"]
+        chunk = client.infer(SCHEMA.fake_observation())
+        assert chunk.shape == (4, 4) and chunk.dtype == np.float32 and np.all(np.isfinite(chunk))
+        client.reset()
+    http = vla_server.url.replace("ws://", "http://") + "/healthz"
+    with urllib.request.urlopen(http, timeout=5) as r:
+        assert r.status == 200 and b'"ok"' in r.read()
+
+
+def test_bad_requests_get_named_errors_and_the_connection_keeps_serving(vla_server):
+    ws, _ = raw(vla_server.url)
+    good = SCHEMA.fake_observation()
+    cases = [
+        (b"\xc1\xff not msgpack", "not valid msgpack"),
+        (pack([1, 2]), "a request is a map"),
+        (pack({"type": "fly", "id": 1}), "unknown request type 'fly'"),
+        (pack({"type": "infer", "id": 2, "obs": {k: v for k, v in good.items() if k != "observation.state"}}),
+         "missing key 'observation.state'"),
+        (pack({"type": "infer", "id": 3, "obs": {**good, "observation.state": np.zeros(7, np.float32)}}),
+         r"'observation.state': expected shape (4,), got (7,)"),
+        (pack({"type": "infer", "id": 4, "obs": {**good, "observation.state": np.zeros(4, np.float64)}}),
+         "'observation.state': expected dtype float32, got float64"),
+        (pack({"type": "infer", "id": 5, "obs": {**good, "observation.state": np.full(4, np.nan, np.float32)}}),
+         "contains NaN"),
+        (msgpack.packb({"type": "infer", "id": 6, "obs": {"observation.state": {"__nd__": True, "dtype": "|O",
+                                                                                "shape": [1], "data": b"x"}}}),
+         "dtype object is not allowed"),
+    ]
+    for frame, message in cases:
+        ws.send(frame)
+        reply = unpack(ws.recv(timeout=10))
+        assert reply["type"] == "error" and message in reply["error"], (message, reply)
+    ws.send(pack({"type": "infer", "id": 9, "obs": good}))
+    reply = unpack(ws.recv(timeout=10))
+    assert reply["type"] == "chunk" and reply["id"] == 9
+    ws.close()
+
+
+def test_an_oversized_message_closes_only_that_connection(vla_server):
+    ws, _ = raw(vla_server.url)
+    ws.send(pack({"type": "infer", "id": 1, "obs": {"pad": np.zeros(300_000, np.uint8)}}))
+    with pytest.raises(Exception) as closed:
+        ws.recv(timeout=10)
+    assert "1009" in str(closed.value)  # message too big
+    with PolicyClient(vla_server.url) as other:
+        assert other.infer(SCHEMA.fake_observation()).shape == (4, 4)
+
+
+def test_token_auth():
+    with server(StubPolicy(), token="s3cret") as s:
+        with pytest.raises(ConnectionRefusedError, match="401"):
+            PolicyClient(s.url, token="wrong").connect()
+        with PolicyClient(s.url, token="s3cret") as client:
+            assert client.infer(SCHEMA.fake_observation()).shape == (4, 4)
+
+
+def run_mock(url, policy_kw=None, ticks=40, hz=50.0, **guard_kw):
+    robot = MockRobot(SCHEMA, LIMITS)
+    client = PolicyClient(url, recv_timeout_s=guard_kw.pop("recv_timeout_s", 1.0), connect_retries=2,
+                          backoff_s=0.05)
+    guard = SafetyGuard(LIMITS, hz, **guard_kw)
+    controller = Controller(robot, RemotePolicy(client), hz, guard, max_ticks=ticks)
+    return controller.run(), robot, guard
+
+
+def check_commands(robot):
+    commands = np.stack(robot.commands)
+    assert np.all(np.isfinite(commands)) and np.all(np.abs(commands) <= 1)
+    assert np.all(np.abs(np.diff(commands, axis=0)) <= 0.25 + 1e-6)
+    return commands
+
+
+def test_nan_and_huge_actions_from_the_policy_are_held_and_clamped():
+    with server(StubPolicy(value=np.nan)) as s:
+        report, robot, guard = run_mock(s.url)
+    commands = check_commands(robot)
+    assert np.all(commands == 0) and guard.counts["non_finite"] > 0  # never moved: held at rest
+    assert report.faults and all("non-finite" in f for f in report.faults)
+    with server(StubPolicy(value=1e6)) as s:
+        report, robot, guard = run_mock(s.url)
+    commands = check_commands(robot)
+    assert guard.counts["clamp"] > 0 and np.allclose(commands[10:30], 1.0)  # clamped to the ctrl limit
+
+
+def test_server_killed_mid_episode_and_restarted():
+    first = server(StubPolicy(value=0.5)).__enter__()
+    port = first.server.port
+    robot = MockRobot(SCHEMA, LIMITS)
+    client = PolicyClient(first.url, recv_timeout_s=0.5, connect_retries=2, backoff_s=0.05)
+    guard = SafetyGuard(LIMITS, 50.0, hold_after_s=0.1, stop_after_s=30.0)
+    controller = Controller(robot, RemotePolicy(client), 50.0, guard, max_ticks=250)
+    import threading
+
+    thread = threading.Thread(target=lambda: setattr(controller, "report", controller.run()))
+    thread.start()
+    time.sleep(1.0)
+    first.__exit__()  # the server dies mid-episode
+    time.sleep(1.5)
+    with server(StubPolicy(value=-0.5), port=port):  # and comes back on the same port
+        thread.join(20)
+    report = controller.report
+    commands = check_commands(robot)
+    assert report.ended_by == "max ticks" and report.inference_errors  # it noticed, and went on
+    assert guard.counts["hold"] > 0 and guard.counts["stop"] == 0  # held through the outage, no watchdog stop
+    last = report.ticks - 1  # after it, the stop ramp
+    assert np.allclose(commands[40, :3], 0.5) and np.allclose(commands[last, :3], -0.5)  # before / after
+    assert np.allclose(commands[-1, :3], 0.0)  # ramped down to rest at the end
+    outage = commands[60:100, :3]
+    assert np.allclose(outage, 0.0)  # held at rest while the server was gone
+
+
+def test_inference_slower_than_the_deadline_holds_then_stops():
+    with server(StubPolicy(value=0.5, delay_s=0.6)) as s:
+        report, robot, guard = run_mock(s.url, ticks=200, recv_timeout_s=0.2, hold_after_s=0.1, stop_after_s=0.5)
+    commands = check_commands(robot)
+    assert report.ended_by == "guard stop" and guard.counts["stop"] == 1
+    assert all("InferenceTimeout" in e for e in report.inference_errors)
+    assert np.all(commands == 0)  # no chunk ever arrived in time: never moved
+
+
+def test_a_late_reply_is_never_taken_for_the_next():
+    with server(StubPolicy(value=0.5, delay_s=0.3)) as s:
+        client = PolicyClient(s.url, recv_timeout_s=0.1)
+        with pytest.raises(InferenceTimeout):
+            client.infer(SCHEMA.fake_observation())
+        client.recv_timeout_s = 2.0
+        assert client.infer(SCHEMA.fake_observation()).shape == (4, 4)  # a fresh connection, the right reply
+        with pytest.raises(ServerError, match="missing key"):
+            client.infer({"task": "x"})

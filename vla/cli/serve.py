@@ -1,0 +1,30 @@
+"""vla-serve checkpoint=runs/demo [host=127.0.0.1] [port=8765] [token=SECRET]
+
+Serves a checkpoint over a websocket (msgpack + numpy, never pickle); GET /healthz answers 200."""
+
+import asyncio
+import logging
+
+from vla.cli.config import load, print_usage, usage_requested
+from vla.runtime.server import PolicyServer, ServeConfig, checkpoint_id
+
+
+def main() -> None:
+    if usage_requested():
+        return print_usage("serve", __doc__)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = load("serve", ServeConfig)
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
+        logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)
+    from vla.policies.vla_policy import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(cfg.checkpoint, device=cfg.device)
+    server = PolicyServer(policy, cfg, checkpoint_id(cfg.checkpoint))
+    try:
+        asyncio.run(server.serve_forever())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""`vla-robot`: build the policy source, the robot and the guard from a config, and run episodes."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vla.runtime.controller import Controller, LocalPolicy, RemotePolicy, RunReport
+from vla.runtime.guard import SafetyGuard
+
+
+@dataclass
+class RobotConfig:
+    policy: str = "runs/demo"
+    token: str | None = None
+    robot: str = "sim"
+    tasks: list[str] | None = None
+    episodes: int = 10
+    seed: int = 100_000
+    max_episode_steps: int = 300
+    control_hz: float = 50.0
+    refill_at: int = 1
+    recv_timeout_s: float = 1.0
+    hold_after_s: float = 0.25
+    stop_after_s: float = 1.0
+    max_delta: float = 1.0
+    record: str | None = None
+    lerobot: dict = field(default_factory=dict)
+    out: str | None = None
+
+
+def policy_source(cfg: RobotConfig):
+    if cfg.policy.startswith(("ws://", "wss://")):
+        from vla.runtime.client import PolicyClient
+
+        return RemotePolicy(PolicyClient(cfg.policy, token=cfg.token, recv_timeout_s=cfg.recv_timeout_s))
+    from vla.policies.vla_policy import VLAPolicy
+
+    return LocalPolicy(VLAPolicy.from_pretrained(cfg.policy))
+
+
+def trained_tasks(source) -> list[str]:
+    if isinstance(source, LocalPolicy):
+        return list(source.policy.meta.get("env_tasks", []))
+    return list(source.client.metadata.get("env_tasks") or [])
+
+
+def run_robot(cfg: RobotConfig) -> dict:
+    source = policy_source(cfg)
+    controllers: list[Controller] = []
+
+    def stop(signum, _frame):  # Ctrl-C / SIGTERM: the loop ends, ramps down and disconnects
+        for c in controllers:
+            c.request_stop(f"signal {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(cfg, source, controllers)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _episodes(cfg: RobotConfig, source):
+    """(label, robot) pairs: one per sim episode, or the one lerobot/mock robot."""
+    if cfg.robot == "sim":
+        from vla.runtime.robots import SimRobot
+
+        image = source.schema.observation[source.schema.image_keys[0]].shape[0]
+        camera = source.schema.image_keys[0].rsplit(".", 1)[-1]
+        for task in cfg.tasks or trained_tasks(source):
+            for i in range(cfg.episodes):
+                yield task, SimRobot(task, cfg.seed + i, image, camera, cfg.max_episode_steps, cfg.max_delta)
+    elif cfg.robot == "lerobot":
+        from vla.runtime.robots import LeRobotRobot
+
+        options = dict(cfg.lerobot)
+        robot_type, task = options.pop("type"), options.pop("task")
+        yield robot_type, LeRobotRobot(robot_type, source.schema, task, **options)
+    elif cfg.robot == "mock":
+        from vla.runtime.guard import Limits
+        from vla.runtime.robots import MockRobot
+
+        dim = source.schema.action_dim
+        yield "mock", MockRobot(source.schema, Limits(-np.ones(dim), np.ones(dim), cfg.max_delta))
+    else:
+        raise ValueError(f"robot={cfg.robot!r}: expected sim, lerobot or mock")
+
+
+def _run(cfg: RobotConfig, source, controllers: list) -> dict:
+    from rich.console import Console
+
+    results: dict = {"tasks": {}, "episodes": []}
+    store = None
+    for label, robot in _episodes(cfg, source):
+        guard = SafetyGuard(robot.limits, cfg.control_hz, cfg.hold_after_s, cfg.stop_after_s)
+        max_ticks = None if cfg.robot == "sim" else cfg.max_episode_steps  # the sim env ends its own episodes
+        controller = Controller(robot, source, cfg.control_hz, guard, refill_at=cfg.refill_at, max_ticks=max_ticks,
+                                record=cfg.record is not None)
+        controllers[:] = [controller]
+        report: RunReport = controller.run()
+        jitter = report.jitter_ms(cfg.control_hz)
+        row = {"label": label, "seed": getattr(robot, "seed", None), "success": report.success,
+               "ticks": report.ticks, "ended_by": report.ended_by, "guard": report.guard_counts,
+               "faults": report.faults, "inference_errors": len(report.inference_errors),
+               "jitter_ms_p50": float(np.percentile(jitter, 50)) if len(jitter) else None,
+               "jitter_ms_p99": float(np.percentile(jitter, 99)) if len(jitter) else None,
+               "inference_ms_p50": float(np.median(report.inference_ms)) if report.inference_ms else None}
+        results["episodes"].append(row)
+        if cfg.record and controller.frames:
+            store = _save(cfg.record, robot, controller.frames, row, store)
+        if controller.stop_requested.is_set():
+            break
+    for label in dict.fromkeys(r["label"] for r in results["episodes"]):
+        rows = [r for r in results["episodes"] if r["label"] == label and r["success"] is not None]
+        if rows:
+            results["tasks"][label] = {"success_rate": float(np.mean([r["success"] for r in rows])),
+                                       "episodes": len(rows)}
+    if results["tasks"]:
+        results["mean_success_rate"] = float(np.mean([t["success_rate"] for t in results["tasks"].values()]))
+    results["config"] = asdict(cfg)
+    console = Console()
+    for label, t in results["tasks"].items():
+        console.print(f"{label}: success {t['success_rate']:.0%} over {t['episodes']} episodes")
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _save(path: str, robot, frames: list[dict], row: dict, store):
+    from vla.datasets.episode_store import EpisodeStore
+
+    if store is None:
+        store = EpisodeStore.open(path, "a") if Path(path).exists() else EpisodeStore.create(path, robot.schema)
+    episode = {k: np.stack([f[k] for f in frames]).astype(store.schema.observation.get(k, store.schema.action).dtype)
+               for k in store.keys}
+    task = robot.observe()["task"]
+    store.add_episode(episode, task=task, seed=row["seed"] if row["seed"] is not None else -1,
+                      success=bool(row["success"]), env_task=getattr(robot, "task", None), source=f"robot:{row['label']}")
+    return store
