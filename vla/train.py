@@ -42,7 +42,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     shift_pixels: int = 4  # random-shift augmentation: pad by this many pixels, crop back at random
     save_every: int = 500
-    num_workers: int = 1  # loader processes preparing batches ahead of the model
+    num_workers: int | None = None  # loader processes; None: 0 when the images fit in memory, else 2
     max_memory_gb: float = 4.0  # images up to this size are read into memory, larger datasets per batch
     seed: int = 0
     resume: bool = False
@@ -134,7 +134,10 @@ def train(cfg: TrainConfig) -> Path:
     t0, seen = time.perf_counter(), 0
     batches = StepBatches(dataset, cfg.batch_size, cfg.seed, accelerator.process_index, cfg.shift_pixels)
     model.train()
-    for step, batch in zip(bar, step_loader(batches, start, cfg.steps, cfg.num_workers), strict=True):
+    # In memory, a batch is a few gathers (~1 ms) and worker processes would only add IPC; streamed from
+    # disk, two workers keep decompression off the training process (benchmarks/data_loading.py).
+    workers = cfg.num_workers if cfg.num_workers is not None else (0 if dataset.in_memory else 2)
+    for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         prefix = core.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY])
         target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))

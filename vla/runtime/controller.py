@@ -3,13 +3,15 @@
 Each tick reads an observation, tops up the action-chunk queue, and sends one guarded command. When the
 queue is down to `refill_at` actions it asks for the next chunk in a background thread, so the loop never
 waits on inference; a chunk computed from the observation of tick k and arriving at tick k + d has its
-first d actions dropped (they belong to ticks already past). No fresh action (inference late, server
+first d actions dropped (they belong to ticks already past). By default `refill_at` follows the measured
+inference latency (in ticks, from the slowest of the last 10 calls), so the queue does not run dry. No fresh action (inference late, server
 gone) is the guard's watchdog business: hold, then a controlled stop.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -77,7 +79,7 @@ class RunReport:
 
 class Controller:
     def __init__(self, robot, policy, control_hz: float, guard: SafetyGuard | None = None,
-                 actions_per_chunk: int | None = None, refill_at: int = 1, max_ticks: int | None = None,
+                 actions_per_chunk: int | None = None, refill_at: int | None = None, max_ticks: int | None = None,
                  record: bool = False):
         self.robot, self.policy, self.control_hz = robot, policy, control_hz
         self.guard = guard or SafetyGuard(robot.limits, control_hz)
@@ -131,7 +133,7 @@ class Controller:
                 if pending is not None and pending.done():
                     queue = self._take_chunk(pending, report.ticks - pending_tick, report) or queue
                     pending = None
-                if pending is None and len(queue) <= self.refill_at:
+                if pending is None and len(queue) <= self._refill_at(report):
                     pending, pending_tick = self._submit(pool, obs, report), report.ticks
                 command = self.guard.step(queue.popleft() if queue else None, now)
                 self.robot.act(command)
@@ -151,6 +153,13 @@ class Controller:
         report.success = getattr(self.robot, "success", None)
         report.guard_counts, report.faults = dict(self.guard.counts), list(self.guard.faults)
         return report
+
+    def _refill_at(self, report: RunReport) -> int:
+        if self.refill_at is not None:
+            return self.refill_at
+        recent = report.inference_ms[-10:]
+        latency_ticks = math.ceil(max(recent) / 1000 * self.control_hz) if recent else 1
+        return max(1, min(latency_ticks, self.actions_per_chunk - 1))
 
     def _take_chunk(self, future: Future, late: int, report: RunReport) -> deque | None:
         try:

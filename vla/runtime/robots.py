@@ -37,10 +37,10 @@ class SimRobot:
     the arm (xyz to 0) and keeps the gripper where it is."""
 
     def __init__(self, task: str, seed: int, image_size: int = 96, camera: str = "corner2",
-                 max_episode_steps: int = 300, max_delta: float = 1.0):
+                 max_episode_steps: int = 300, max_delta: float = 1.0, end_on_success: bool = True):
         from vla.envs import make_env
 
-        self.task, self.seed = task, seed
+        self.task, self.seed, self.end_on_success = task, seed, end_on_success
         self.env = make_env(task, image_size=image_size, camera=camera, max_episode_steps=max_episode_steps)
         self.schema = self.env.schema
         space = self.env.action_space
@@ -60,10 +60,10 @@ class SimRobot:
     def act(self, command: np.ndarray) -> None:
         if self.done:
             return
-        self._obs, _, terminated, truncated, info = self.env.step(np.asarray(command, np.float32))
+        self._obs, _, _, truncated, info = self.env.step(np.asarray(command, np.float32))
         self.steps += 1
         self.success = self.success or bool(info["is_success"])
-        self.done = terminated or truncated or self.success
+        self.done = truncated or (self.success and self.end_on_success)  # the env terminates only on success
 
     def disconnect(self) -> None:
         pass

@@ -23,7 +23,7 @@ class RobotConfig:
     seed: int = 100_000
     max_episode_steps: int = 300
     control_hz: float = 50.0
-    refill_at: int = 1
+    refill_at: int | None = None
     recv_timeout_s: float = 1.0
     hold_after_s: float = 0.25
     stop_after_s: float = 1.0
