@@ -35,6 +35,39 @@ def test_record_train_eval_from_the_command_line(tmp_path):
     assert (run_dir / "eval/drawer-close-v3.mp4").stat().st_size > 0
     assert (run_dir / "eval/success.png").stat().st_size > 0
 
+    # the same checkpoint served by vla-serve on loopback drives the sim robot through vla-robot
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "vla.cli.serve", f"checkpoint={run_dir}", f"port={port}"],
+                              env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        run("vla.cli.robot", f"policy=ws://127.0.0.1:{port}", "robot=sim", "episodes=2", "max_episode_steps=15",
+            "control_hz=50", f"record={tmp_path / 'ran.zarr'}", f"out={tmp_path / 'robot.json'}")
+    finally:
+        server.terminate()
+        server.wait(10)
+    robot = json.loads((tmp_path / "robot.json").read_text())
+    assert [e["seed"] for e in robot["episodes"]] == [100_000, 100_001]
+    assert all(e["ended_by"] == "episode done" and e["ticks"] == 15 for e in robot["episodes"])
+    from vla.datasets.episode_store import EpisodeStore
+
+    ran = EpisodeStore.open(tmp_path / "ran.zarr")
+    assert ran.num_episodes == 2 and ran.episode(0)["source"] == "robot:drawer-close-v3"
+    assert abs(ran.episode(0)["action"]).max() <= 1.0  # what the guard let through
+
 
 def test_eval_refuses_training_seeds(tmp_path, tiny_store):
     import pytest
