@@ -22,7 +22,7 @@ class RobotConfig:
     episodes: int = 10
     seed: int = 100_000
     max_episode_steps: int = 300
-    control_hz: float = 50.0
+    control_hz: float = 20.0
     refill_at: int | None = None
     recv_timeout_s: float = 1.0
     hold_after_s: float = 0.25
