@@ -191,3 +191,26 @@ def test_a_late_reply_is_never_taken_for_the_next():
         assert client.infer(SCHEMA.fake_observation()).shape == (4, 4)  # a fresh connection, the right reply
         with pytest.raises(ServerError, match="missing key"):
             client.infer({"task": "x"})
+
+
+def test_sigterm_stops_vla_robot_safely(tmp_path):
+    """vla-robot on the mock robot gets SIGTERM mid-run: it ramps down, disconnects and reports why."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from vla.policies.vla_policy import VLAPolicy
+
+    VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), {}).save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "robot.json"
+    proc = subprocess.Popen([sys.executable, "-m", "vla.cli.robot", f"policy={tmp_path / 'ckpt'}", "robot=mock",
+                             "max_episode_steps=100000", "control_hz=50", f"out={out}"],
+                            env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
+    time.sleep(8)  # imports, checkpoint load, then the loop runs
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:]
+    episode = json.loads(out.read_text())["episodes"][0]
+    assert episode["ended_by"] == "signal SIGTERM" and 0 < episode["ticks"] < 100000
