@@ -79,7 +79,7 @@ def main() -> None:
     from vla.record import RecordConfig, record
 
     if not Path(args.store).exists():
-        record(RecordConfig(tasks=["drawer-close-v3", "door-open-v3", "window-close-v3"], episodes=10,
+        record(RecordConfig(tasks=["drawer-close-v3", "door-open-v3", "door-close-v3"], episodes=10,
                             out=args.store))
     store = EpisodeStore.open(args.store)
     tmp = Path(tempfile.mkdtemp(prefix="vla_bench_"))

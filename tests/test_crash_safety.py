@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from vla.datasets.episode_store import EpisodeStore
-from vla.envs.metaworld import metaworld_schema
 
 WRITER = """
 import sys, numpy as np
