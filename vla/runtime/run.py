@@ -79,6 +79,10 @@ def _episodes(cfg: RobotConfig, source):
         from vla.runtime.robots import LeRobotRobot
 
         options = dict(cfg.lerobot)
+        missing = [k for k in ("type", "task") if k not in options]
+        if missing:
+            raise ValueError(f"robot=lerobot needs lerobot.{missing[0]}= (e.g. lerobot.type=so101_follower "
+                             f"lerobot.task='pick up the cube' lerobot.port=/dev/ttyACM0)")
         robot_type, task = options.pop("type"), options.pop("task")
         yield robot_type, LeRobotRobot(robot_type, source.schema, task, **options)
     elif cfg.robot == "mock":
