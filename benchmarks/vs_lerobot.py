@@ -100,13 +100,15 @@ def train_lerobot(name: str, root: Path, out: Path, steps: int, save_freq: int) 
     cmd = [sys.executable, "-m", "lerobot.scripts.lerobot_train", f"--dataset.repo_id=local/{root.name}",
            f"--dataset.root={root}", "--dataset.video_backend=pyav", "--policy.device=cpu",
            "--policy.push_to_hub=false", *BASELINES[name], f"--output_dir={out}", f"--steps={steps}",
-           f"--batch_size={BATCH[name]}", f"--save_freq={save_freq}", "--log_freq=10", "--num_workers=1",
+           f"--batch_size={BATCH[name]}", f"--save_freq={save_freq}", "--log_freq=1", "--num_workers=1",
            "--wandb.enable=false", "--seed=0"]
     wall, peak = run_measured(cmd, out.parent / f"{out.name}.log")
     text = (out.parent / f"{out.name}.log").read_text()
     import re
 
-    step_s = [float(u) + float(d) for u, d in re.findall(r"updt_s:([0-9.]+) data_s:([0-9.]+)", text)]
+    # log_freq=1: one line per step. lerobot logs the max over its log window, so a longer window would
+    # report the first step's data-loader start-up (~9 s here) as a step time. Skip the first two steps.
+    step_s = [float(u) + float(d) for u, d in re.findall(r"updt_s:([0-9.]+) data_s:([0-9.]+)", text)][2:]
     s_per_step = float(np.median(step_s)) if step_s else wall / steps
     ckpts = {int(p.name): p / "pretrained_model" for p in (out / "checkpoints").iterdir() if p.name.isdigit()}
     return {"wall_s": wall, "peak_rss_bytes": peak, "samples_per_s": BATCH[name] / s_per_step,
@@ -165,6 +167,8 @@ def main() -> None:
     image_key = schema.image_keys[0]
 
     results: dict = {"config": {**cfg, "name": args.config}, "policies": {}}
+    if (out / "results.json").is_file():  # a rerun of some policies keeps the others' results
+        results["policies"] = json.loads((out / "results.json").read_text()).get("policies", {})
     for name in args.policies.split(","):
         # calibrate: seconds per step of this trainer on this machine (short run, not counted)
         calib = out / f"{name}_calibration"
