@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
+    from vla.envs.metaworld import schema_camera
     from vla.plots import plt
     from vla.policies.protocol import batch_observation
     from vla.policies.vla_policy import VLAPolicy
@@ -40,7 +41,7 @@ def main() -> None:
 
     policy = VLAPolicy.from_pretrained(args.checkpoint)
     schema = policy.schema
-    image = schema.observation[schema.image_keys[0]].shape[0]
+    image, _ = schema_camera(schema)
     rows, jitters = [], {}
     for hz in (30, 50):
         robot = SimRobot(args.task, seed=100_000, image_size=image, max_episode_steps=10**6, end_on_success=False)

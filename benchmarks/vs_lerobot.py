@@ -95,24 +95,15 @@ def train_vla(store: Path, out: Path, steps: int, save_every: int) -> dict:
 
 
 def train_lerobot(name: str, root: Path, out: Path, steps: int, save_freq: int) -> dict:
-    from vla.policies.lerobot_baselines import BASELINES
+    from vla.policies.lerobot_baselines import checkpoints_of, lerobot_train_command, step_seconds
 
-    cmd = [sys.executable, "-m", "lerobot.scripts.lerobot_train", f"--dataset.repo_id=local/{root.name}",
-           f"--dataset.root={root}", "--dataset.video_backend=pyav", "--policy.device=cpu",
-           "--policy.push_to_hub=false", *BASELINES[name], f"--output_dir={out}", f"--steps={steps}",
-           f"--batch_size={BATCH[name]}", f"--save_freq={save_freq}", "--log_freq=1", "--num_workers=1",
-           "--wandb.enable=false", "--seed=0"]
-    wall, peak = run_measured(cmd, out.parent / f"{out.name}.log")
-    text = (out.parent / f"{out.name}.log").read_text()
-    import re
-
-    # log_freq=1: one line per step. lerobot logs the max over its log window, so a longer window would
-    # report the first step's data-loader start-up (~9 s here) as a step time. Skip the first two steps.
-    step_s = [float(u) + float(d) for u, d in re.findall(r"updt_s:([0-9.]+) data_s:([0-9.]+)", text)][2:]
+    cmd = lerobot_train_command(name, root, out, steps, BATCH[name], save_freq)
+    log = out.parent / f"{out.name}.log"
+    wall, peak = run_measured(cmd, log)
+    step_s = step_seconds(log.read_text())
     s_per_step = float(np.median(step_s)) if step_s else wall / steps
-    ckpts = {int(p.name): p / "pretrained_model" for p in (out / "checkpoints").iterdir() if p.name.isdigit()}
     return {"wall_s": wall, "peak_rss_bytes": peak, "samples_per_s": BATCH[name] / s_per_step,
-            "s_per_step": s_per_step, "checkpoints": ckpts}
+            "s_per_step": s_per_step, "checkpoints": checkpoints_of(out)}
 
 
 def load_policy(name: str, ckpt: Path, schema):
@@ -155,6 +146,7 @@ def main() -> None:
 
     from vla.datasets.episode_store import EpisodeStore
     from vla.datasets.lerobot_io import export_lerobot
+    from vla.envs.metaworld import schema_camera
     from vla.evaluate import evaluate_policy
     from vla.record import RecordConfig, record
 
@@ -164,7 +156,6 @@ def main() -> None:
     if not root.exists():
         export_lerobot(store, root)
     schema = EpisodeStore.open(store).schema
-    image_key = schema.image_keys[0]
 
     results: dict = {"config": {**cfg, "name": args.config}, "policies": {}}
     if (out / "results.json").is_file():  # a rerun of some policies keeps the others' results
@@ -185,9 +176,8 @@ def main() -> None:
         curve = []
         for step in sorted(trained["checkpoints"]):
             policy = load_policy(name, trained["checkpoints"][step], schema)
-            ev = evaluate_policy(policy, cfg["tasks"], cfg["eval_episodes"], EVAL_SEED, 300, batch_envs=10,
-                                 image_size=schema.observation[image_key].shape[0],
-                                 camera=image_key.rsplit(".", 1)[-1], out=None, video=False)
+            ev = evaluate_policy(policy, cfg["tasks"], cfg["eval_episodes"], EVAL_SEED, 300, 10,
+                                 *schema_camera(schema), out=None, video=False)
             curve.append({"step": step, "train_s": step * trained["s_per_step"], "mean_success_rate":
                           ev["mean_success_rate"], "tasks": {t: r["success_rate"] for t, r in ev["tasks"].items()}})
             print(f"  {name} step {step}: mean success {ev['mean_success_rate']:.0%}", flush=True)

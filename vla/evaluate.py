@@ -19,6 +19,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from vla.envs import make_env
+from vla.envs.metaworld import schema_camera
 from vla.plots import plot_success
 from vla.schema import TASK_KEY
 
@@ -128,13 +129,11 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         overlap = seeds & set(policy.meta.get("train_seeds", {}).get(task, []))
         if overlap:
             raise ValueError(f"evaluation seeds {sorted(overlap)[:5]} of {task} were used for training; move seed=")
-    image_key = policy.schema.image_keys[0]
     out = Path(cfg.out or Path(cfg.checkpoint) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     results = evaluate_policy(
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
-        image_size=policy.schema.observation[image_key].shape[0],
-        camera=image_key.rsplit(".", 1)[-1], out=out, video=cfg.video,
+        *schema_camera(policy.schema), out=out, video=cfg.video,
     )
     results.update(checkpoint=str(cfg.checkpoint), decoding=policy.cfg.decoding,
                    n_action_steps=policy.cfg.n_action_steps)

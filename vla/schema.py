@@ -69,6 +69,11 @@ class Schema:
         return [k for k in self.observation if k.startswith(IMAGE_PREFIX)]
 
     @property
+    def features(self) -> dict[str, Feature]:
+        """Every array feature, observation and action, by key."""
+        return {**self.observation, ACTION_KEY: self.action}
+
+    @property
     def state_dim(self) -> int:
         return self.observation[STATE_KEY].shape[0]
 

@@ -48,12 +48,12 @@ def info(cfg: DatasetConfig, console: Console) -> None:
         tasks.add_row(task, source.env_tasks.get(task, "-"), str(len(oks)), str(sum(oks)))
     console.print(tasks)
     schema = Table("key", "shape", "dtype", "names", title="schema")
-    for key, feat in [*source.schema.observation.items(), (ACTION_KEY, source.schema.action)]:
+    for key, feat in source.schema.features.items():
         schema.add_row(key, str(feat.shape), feat.dtype, ", ".join(feat.names or []))
     console.print(schema)
     stats = store_stats(source, [STATE_KEY, ACTION_KEY])
     for key, s in stats.items():
-        feat = source.schema.observation.get(key, source.schema.action)
+        feat = source.schema.features[key]
         names = feat.names or [str(i) for i in range(feat.shape[-1])]
         table = Table("stat", *names, title=f"{key} statistics")
         for stat, values in s.items():

@@ -1,4 +1,4 @@
-"""vla-robot policy=runs/demo robot=sim [tasks=[...]] [episodes=10] [control_hz=50]
+"""vla-robot policy=runs/demo robot=sim [tasks=[...]] [episodes=10] [control_hz=20]
 
 Runs a policy (a checkpoint in-process, or a vla-serve URL ws://host:port) on a robot (sim, lerobot or
 mock) at a fixed control rate, through the safety guard. Ctrl-C or SIGTERM stops safely."""

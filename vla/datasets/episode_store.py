@@ -27,7 +27,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from vla.schema import ACTION_KEY, TASK_KEY, Feature, Schema, SchemaError
+from vla.schema import TASK_KEY, Schema, SchemaError
 
 FORMAT = "vla.episode_store/1"
 META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool",
@@ -68,7 +68,7 @@ class EpisodeStore:
         shutil.rmtree(building, ignore_errors=True)
         root = zarr.open_group(str(building), mode="w-", zarr_format=3)
         data, meta = root.create_group("data"), root.create_group("meta")
-        for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:  # before self exists
+        for key, feat in schema.features.items():
             is_image = len(feat.shape) == 3
             chunk_t = IMAGE_CHUNK_FRAMES if is_image else LOWDIM_CHUNK_FRAMES
             data.create_array(
@@ -95,10 +95,7 @@ class EpisodeStore:
     # ---- reading -------------------------------------------------------------------------------------
     @property
     def keys(self) -> list[str]:
-        return [*self.schema.observation, ACTION_KEY]
-
-    def _features(self) -> list[tuple[str, Feature]]:
-        return [*self.schema.observation.items(), (ACTION_KEY, self.schema.action)]
+        return list(self.schema.features)
 
     @property
     def episode_ends(self) -> np.ndarray:
@@ -196,7 +193,7 @@ class EpisodeStore:
 
     def _validate_episode(self, episode: dict) -> int:
         lengths = {}
-        for key, feat in self._features():
+        for key, feat in self.schema.features.items():
             if key not in episode:
                 raise SchemaError(f"episode is missing key {key!r}")
             value = np.asarray(episode[key])
@@ -221,7 +218,7 @@ class EpisodeStore:
         return out
 
     def _check_consistent(self) -> None:
-        expected = {f"data/{k}": (f.dtype, f.shape) for k, f in self._features()}
+        expected = {f"data/{k}": (f.dtype, f.shape) for k, f in self.schema.features.items()}
         expected |= {f"meta/{k}": (dtype, ()) for k, dtype in {**META_KEYS, "episode_ends": "int64"}.items()}
         for name, (dtype, shape) in expected.items():
             if name not in self._root:

@@ -30,7 +30,7 @@ VIDEO_BACKEND = "pyav"
 
 def _lerobot_features(schema: Schema) -> dict:
     features = {}
-    for key, feat in [*schema.observation.items(), (ACTION_KEY, schema.action)]:
+    for key, feat in schema.features.items():
         if key.startswith(IMAGE_PREFIX):
             features[key] = {"dtype": "video", "shape": feat.shape, "names": ["height", "width", "channels"]}
         else:
@@ -100,7 +100,7 @@ class LeRobotSource:
 
     @property
     def keys(self) -> list[str]:
-        return [*self.schema.observation, ACTION_KEY]
+        return list(self.schema.features)
 
     @property
     def num_episodes(self) -> int:

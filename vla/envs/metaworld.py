@@ -55,6 +55,12 @@ def metaworld_schema(image_size: int, camera: str) -> Schema:
     )
 
 
+def schema_camera(schema: Schema) -> tuple[int, str]:
+    """(image_size, camera) of a policy's schema: the inverse of `metaworld_schema`, to build its env."""
+    key = schema.image_keys[0]
+    return schema.observation[key].shape[0], key.removeprefix(IMAGE_PREFIX)
+
+
 class MetaWorldEnv(gym.Env):
     """One Meta-World v3 task. `reset(seed=s)` decides the task variation (object and goal placement)."""
 

@@ -70,8 +70,9 @@ def _episodes(cfg: RobotConfig, source):
     if cfg.robot == "sim":
         from vla.runtime.robots import SimRobot
 
-        image = source.schema.observation[source.schema.image_keys[0]].shape[0]
-        camera = source.schema.image_keys[0].rsplit(".", 1)[-1]
+        from vla.envs.metaworld import schema_camera
+
+        image, camera = schema_camera(source.schema)
         for task in cfg.tasks or trained_tasks(source):
             for i in range(cfg.episodes):
                 yield task, SimRobot(task, cfg.seed + i, image, camera, cfg.max_episode_steps, cfg.max_delta)
@@ -141,8 +142,7 @@ def _save(path: str, robot, frames: list[dict], row: dict, store):
 
     if store is None:
         store = EpisodeStore.open(path, "a") if Path(path).exists() else EpisodeStore.create(path, robot.schema)
-    episode = {k: np.stack([f[k] for f in frames]).astype(store.schema.observation.get(k, store.schema.action).dtype)
-               for k in store.keys}
+    episode = {k: np.stack([f[k] for f in frames]).astype(store.schema.features[k].dtype) for k in store.keys}
     task = robot.observe()["task"]
     store.add_episode(episode, task=task, seed=row["seed"] if row["seed"] is not None else -1,
                       success=bool(row["success"]), env_task=getattr(robot, "task", None), source=f"robot:{row['label']}")
