@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,8 +31,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-# Evaluating Diffusion Policy costs about 20 minutes per checkpoint here (100 denoising steps of a 250M
-# U-Net per chunk on 2 cores), so its curve has only the final point.
+# Evaluating Diffusion Policy costs up to 10 minutes per checkpoint here (10 DDIM steps of a 250M U-Net per
+# chunk on 2 cores, ~5 s per batch of 10 envs), so its curve has only the final point.
 CONFIGS = {
     # about 10 minutes of training per policy
     "small": {"tasks": ["drawer-close-v3", "door-open-v3", "door-close-v3"], "demos": 30, "budget_s": 600,
@@ -97,7 +98,10 @@ def train_vla(store: Path, out: Path, steps: int, save_every: int) -> dict:
 def train_lerobot(name: str, root: Path, out: Path, steps: int, save_freq: int) -> dict:
     from vla.policies.lerobot_baselines import checkpoints_of, lerobot_train_command, step_seconds
 
-    cmd = lerobot_train_command(name, root, out, steps, BATCH[name], save_freq)
+    # Diffusion Policy warms its learning rate up over 500 steps, more than its whole budget here (~5 s per
+    # step): scaled to a tenth of the run, like vla-train's 50 of 700. ACT uses a constant rate.
+    extra = [f"--policy.scheduler_warmup_steps={min(500, max(1, steps // 10))}"] if name == "diffusion" else []
+    cmd = lerobot_train_command(name, root, out, steps, BATCH[name], save_freq, extra=extra)
     log = out.parent / f"{out.name}.log"
     wall, peak = run_measured(cmd, log)
     step_s = step_seconds(log.read_text())
@@ -138,11 +142,17 @@ def main() -> None:
     parser.add_argument("--policies", default="vla,act,diffusion")
     parser.add_argument("--budget-s", type=float, default=None, help="override the config's budget per policy")
     args = parser.parse_args()
+    started = time.perf_counter()
     cfg = dict(CONFIGS[args.config])
     if args.budget_s:
         cfg["budget_s"] = args.budget_s
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    names = args.policies.split(",")
+    if unknown := [n for n in names if n not in BATCH]:
+        parser.error(f"unknown policies {unknown}; have {sorted(BATCH)}")
+    if existing := [str(out / n) for n in names if (out / n).exists()]:  # a finished run is never overwritten
+        parser.error(f"{', '.join(existing)} already exist: move them aside to rerun those policies")
 
     from vla.datasets.episode_store import EpisodeStore
     from vla.datasets.lerobot_io import export_lerobot
@@ -160,9 +170,10 @@ def main() -> None:
     results: dict = {"config": {**cfg, "name": args.config}, "policies": {}}
     if (out / "results.json").is_file():  # a rerun of some policies keeps the others' results
         results["policies"] = json.loads((out / "results.json").read_text()).get("policies", {})
-    for name in args.policies.split(","):
-        # calibrate: seconds per step of this trainer on this machine (short run, not counted)
+    for name in names:
+        # calibrate: seconds per step of this trainer on this machine (short run, not counted; scratch)
         calib = out / f"{name}_calibration"
+        shutil.rmtree(calib, ignore_errors=True)
         if name == "vla":
             s_per_step = train_vla(store, calib, steps=8, save_every=8)["s_per_step"]
         else:
@@ -196,7 +207,10 @@ def main() -> None:
 
     print_table(results)
     plot_curves(results, out / "success_vs_time.png")
-    print(f"saved {out / 'results.json'} and {out / 'success_vs_time.png'}")
+    wall = time.perf_counter() - started
+    results["wall_s"] = wall  # this invocation's, for the policies it ran (recording included)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"{wall / 60:.1f} min in all; saved {out / 'results.json'} and {out / 'success_vs_time.png'}")
 
 
 def print_table(results: dict) -> None:
