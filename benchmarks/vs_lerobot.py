@@ -31,8 +31,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-# Evaluating Diffusion Policy costs up to 10 minutes per checkpoint here (10 DDIM steps of a 250M U-Net per
-# chunk on 2 cores, ~5 s per batch of 10 envs), so its curve has only the final point.
+# Evaluating Diffusion Policy costs about 12 minutes per checkpoint here (10 DDIM steps of a 250M U-Net per
+# chunk, ~6 s per chunk for a batch of 10 envs on 2 cores), so its curve has only the final point.
 CONFIGS = {
     # about 10 minutes of training per policy
     "small": {"tasks": ["drawer-close-v3", "door-open-v3", "door-close-v3"], "demos": 30, "budget_s": 600,

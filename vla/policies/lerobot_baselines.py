@@ -11,7 +11,7 @@ Settings are lerobot's defaults, except where this machine or these demos requir
   BatchNorm in the ResNet (`use_group_norm=true`, as the Diffusion Policy paper does without pretraining),
   and DDIM with 10 inference steps over the 100 training steps (`noise_scheduler_type=DDIM,
   num_inference_steps=10`), the paper's setting for real-time control. lerobot's default, 100 DDPM steps of
-  its 250M-parameter U-Net, takes 18 s per chunk at batch 1 on 2 CPU cores (1.8 s with DDIM 10): a 30-episode
+  its 250M-parameter U-Net, takes 18 s per chunk at batch 1 on 2 CPU cores (2.1 s with DDIM 10): a 30-episode
   evaluation would take hours, and no robot could wait for it.
 """
 
