@@ -17,11 +17,10 @@ value 0, which no committed end can be (ends are strictly increasing from > 0), 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import zarr

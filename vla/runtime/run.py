@@ -68,9 +68,8 @@ def run_robot(cfg: RobotConfig) -> dict:
 def _episodes(cfg: RobotConfig, source):
     """(label, robot) pairs: one per sim episode, or the one lerobot/mock robot."""
     if cfg.robot == "sim":
-        from vla.runtime.robots import SimRobot
-
         from vla.envs.metaworld import schema_camera
+        from vla.runtime.robots import SimRobot
 
         image, camera = schema_camera(source.schema)
         for task in cfg.tasks or trained_tasks(source):
