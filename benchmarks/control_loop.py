@@ -30,7 +30,6 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
-    from vla.envs.metaworld import schema_camera
     from vla.plots import plt
     from vla.policies.protocol import batch_observation
     from vla.policies.vla_policy import VLAPolicy
@@ -41,10 +40,9 @@ def main() -> None:
 
     policy = VLAPolicy.from_pretrained(args.checkpoint)
     schema = policy.schema
-    image, _ = schema_camera(schema)
     rows, jitters = [], {}
     for hz in (30, 50):
-        robot = SimRobot(args.task, seed=100_000, image_size=image, max_episode_steps=10**6, end_on_success=False)
+        robot = SimRobot(args.task, seed=100_000, schema=schema, max_episode_steps=10**6, end_on_success=False)
         controller = Controller(robot, LocalPolicy(policy), hz, max_ticks=args.ticks)
         report = controller.run()
         jitter = report.jitter_ms(hz)

@@ -45,7 +45,7 @@ def trainer_rate(source, batch_size: int, steps: int) -> float:
     from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 
     cfg = VLAConfig()
-    policy = VLAPolicy.create(cfg, source.schema, store_stats(source, [STATE_KEY, ACTION_KEY]), {})
+    policy = VLAPolicy.create(cfg, source.schema, store_stats(source, [STATE_KEY, ACTION_KEY]), source.episode_tasks())
     model, tok = policy.model, policy.model.action_tokenizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batches = StepBatches(ChunkDataset(source, cfg.chunk_size), batch_size, seed=0)

@@ -156,7 +156,6 @@ def main() -> None:
 
     from vla.datasets.episode_store import EpisodeStore
     from vla.datasets.lerobot_io import export_lerobot
-    from vla.envs.metaworld import schema_camera
     from vla.evaluate import evaluate_policy
     from vla.record import RecordConfig, record
 
@@ -187,8 +186,8 @@ def main() -> None:
         curve = []
         for step in sorted(trained["checkpoints"]):
             policy = load_policy(name, trained["checkpoints"][step], schema)
-            ev = evaluate_policy(policy, cfg["tasks"], cfg["eval_episodes"], EVAL_SEED, 300, 10,
-                                 *schema_camera(schema), out=None, video=False)
+            ev = evaluate_policy(policy, cfg["tasks"], cfg["eval_episodes"], EVAL_SEED, 300, 10, schema,
+                                 out=None, video=False)
             curve.append({"step": step, "train_s": step * trained["s_per_step"], "mean_success_rate":
                           ev["mean_success_rate"], "tasks": {t: r["success_rate"] for t, r in ev["tasks"].items()}})
             print(f"  {name} step {step}: mean success {ev['mean_success_rate']:.0%}", flush=True)

@@ -9,6 +9,8 @@ from vla.model.backbone import BackboneConfig  # noqa: E402
 from vla.model.vla_model import VLAConfig  # noqa: E402
 
 TINY_IMAGE = 32
+# What the tiny policies' text tokenizer is fitted on: the instructions the tests send.
+TINY_INSTRUCTIONS = ["close it", "press the big red button", "do the task"]
 
 
 def tiny_model_config(**overrides) -> VLAConfig:

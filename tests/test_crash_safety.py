@@ -79,7 +79,7 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path):
 def test_sigkill_during_vla_record_keeps_saved_episodes(tmp_path):
     """Kill `vla-record` in the middle of an episode; the saved ones replay exactly from their seeds."""
     from vla.envs.registry import make_env
-    from vla.policies.scripted import MetaWorldExpert
+    from vla.envs.metaworld import MetaWorldExpert
     from vla.record import run_episode
 
     path = tmp_path / "demos.zarr"
@@ -98,6 +98,10 @@ def test_sigkill_during_vla_record_keeps_saved_episodes(tmp_path):
         assert success and saved["success"]
         for key in store.keys:
             np.testing.assert_array_equal(saved[key], replay[key], err_msg=f"episode {i} {key}")
-    n = store.num_episodes  # vla-record trims the killed run's tail and appends after the saved episodes
-    subprocess.run([*cmd[:4], "episodes=1", "seed=500", *cmd[5:]], check=True, capture_output=True)
-    assert EpisodeStore.open(path).num_episodes == n + 1
+    # vla-record trims the killed run's tail and resumes: one more demonstration, from the next seed
+    n, seeds = store.num_episodes, store.episode_meta("episode_seed").tolist()
+    subprocess.run([*cmd[:4], f"episodes={n + 1}", *cmd[5:]], check=True, capture_output=True)
+    resumed = EpisodeStore.open(path)
+    assert resumed.num_episodes == n + 1
+    assert resumed.episode_meta("episode_seed").tolist()[:n] == seeds
+    assert resumed.episode_meta("episode_seed")[n] > max(seeds)

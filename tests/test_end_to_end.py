@@ -17,7 +17,7 @@ def test_record_train_eval_from_the_command_line(tmp_path):
     store, run_dir = tmp_path / "demos.zarr", tmp_path / "run"
     out = run("vla.cli.record", "tasks=[drawer-close-v3]", "episodes=2", f"out={store}",
               f"image_size={TINY_IMAGE}", "max_episode_steps=150")
-    assert "drawer-close-v3: kept 2, failed 0" in out
+    assert "drawer-close-v3: kept 2 of 2 attempts" in out
     tiny = [f"model.backbone.image_size={TINY_IMAGE}", "model.backbone.patch_size=8",
             "model.backbone.vision_hidden=32", "model.backbone.vision_layers=1",
             "model.backbone.text_hidden=64", "model.backbone.text_layers=1", "model.backbone.head_dim=32",

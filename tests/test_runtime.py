@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from conftest import TINY_IMAGE, fake_stats, tiny_model_config
+from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from vla.envs.metaworld import metaworld_schema
 from vla.runtime.client import InferenceTimeout, PolicyClient, ServerError
 from vla.runtime.controller import Controller, RemotePolicy
@@ -48,7 +48,8 @@ def server(policy, **kw) -> ServerThread:
 def vla_server():
     from vla.policies.vla_policy import VLAPolicy
 
-    policy = VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), {"env_tasks": ["drawer-close-v3"]})
+    policy = VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), TINY_INSTRUCTIONS,
+                              {"env_tasks": ["drawer-close-v3"]})
     with server(policy, max_message_bytes=200_000) as s:
         yield s
 
@@ -203,12 +204,14 @@ def test_sigterm_stops_vla_robot_safely(tmp_path):
 
     from vla.policies.vla_policy import VLAPolicy
 
-    VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), {}).save_pretrained(tmp_path / "ckpt")
+    VLAPolicy.create(tiny_model_config(), SCHEMA, fake_stats(), TINY_INSTRUCTIONS).save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "robot.json"
     proc = subprocess.Popen([sys.executable, "-m", "vla.cli.robot", f"policy={tmp_path / 'ckpt'}", "robot=mock",
                              "max_episode_steps=100000", "control_hz=50", f"out={out}"],
                             env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
-    time.sleep(8)  # imports, checkpoint load, then the loop runs
+    started = proc.stderr.readline().decode()  # after imports and the checkpoint load: the loop is starting
+    assert "stops it safely" in started, started + proc.stderr.read().decode()[-2000:]
+    time.sleep(1)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:]

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMAGE, fake_stats, tiny_model_config
+from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -18,7 +18,7 @@ SCHEMA = metaworld_schema(TINY_IMAGE, "corner2")
 
 def make_policy(seed=0, **cfg):
     torch.manual_seed(seed)
-    return VLAPolicy.create(tiny_model_config(**cfg), SCHEMA, fake_stats())
+    return VLAPolicy.create(tiny_model_config(**cfg), SCHEMA, fake_stats(), TINY_INSTRUCTIONS)
 
 
 def batch(n, seed=0):
@@ -153,19 +153,13 @@ def test_missing_action_tokenizer_is_named(checkpoint):
 
 def test_pretrained_backbone_loads_from_a_local_directory(tmp_path):
     """The `path=` route, on a directory laid out like a downloaded SmolVLM: weights and config from
-    save_pretrained, and a byte-level BPE tokenizer.json (what SmolVLM ships) made with `tokenizers`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
+    save_pretrained, and a byte-level BPE tokenizer.json (what SmolVLM ships; here our fitted one)."""
     from vla.model.backbone import Backbone, BackboneConfig
 
-    source = Backbone.build(tiny_model_config().backbone, n_action_tokens=0)
+    source = Backbone.build(tiny_model_config().backbone, n_action_tokens=0,
+                            prompts=["press the button", "close the drawer"])
     source.model.save_pretrained(tmp_path)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    bpe.train_from_iterator(["press the button", "close the drawer"], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>").save_pretrained(tmp_path)
+    source.text_tokenizer.save_pretrained(tmp_path)
 
     loaded = Backbone.build(BackboneConfig(path=str(tmp_path)), n_action_tokens=16)
     vocab = source.model.get_input_embeddings().num_embeddings

@@ -18,10 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from vla.envs import make_env
-from vla.envs.metaworld import schema_camera
+from vla.envs import make_env, resolve_tasks
 from vla.plots import plot_success
-from vla.schema import TASK_KEY
+from vla.schema import TASK_KEY, Schema
 
 DEFAULT_EVAL_SEED = 100_000  # recorded demos use small seeds; evaluation starts far from them
 
@@ -29,11 +28,11 @@ DEFAULT_EVAL_SEED = 100_000  # recorded demos use small seeds; evaluation starts
 @dataclass
 class EvalConfig:
     checkpoint: str = "runs/demo"
-    tasks: list[str] | None = None  # default: the tasks the checkpoint was trained on
+    tasks: list[str] | None = None  # tasks, groups (mt10, easy) or suites; default: those the checkpoint trained on
     episodes: int = 20
     out: str | None = None  # default: <checkpoint>/eval
     seed: int = DEFAULT_EVAL_SEED  # episode i uses seed `seed + i`
-    max_episode_steps: int = 300
+    max_episode_steps: int | None = None  # None: the suite's own limit (Meta-World: 500)
     batch_envs: int = 20
     video: bool = True
     device: str = "cpu"
@@ -72,22 +71,21 @@ def run_batch(policy, envs: list, seeds: list[int], max_steps: int, frames: list
     return success
 
 
-def evaluate_policy(policy, tasks: list[str], episodes: int, seed: int, max_episode_steps: int,
-                    batch_envs: int, image_size: int, camera: str, out: Path | None = None,
-                    video: bool = True) -> dict:
+def evaluate_policy(policy, tasks: list[str], episodes: int, seed: int, max_episode_steps: int | None,
+                    batch_envs: int, schema: Schema, out: Path | None = None, video: bool = True) -> dict:
+    """Envs are made to produce `schema` (the policy's); max_episode_steps None is each suite's own limit."""
     results: dict = {"tasks": {}}
     t0 = time.perf_counter()
     seeds = [seed + i for i in range(episodes)]
     bar = tqdm(total=len(tasks) * episodes, desc="evaluating", unit="ep")
     for task in tasks:
         n_envs = min(batch_envs, episodes)
-        envs = [make_env(task, image_size=image_size, camera=camera, max_episode_steps=max_episode_steps)
-                for _ in range(n_envs)]
+        envs = [make_env(task, schema, max_episode_steps) for _ in range(n_envs)]
         frames: list | None = [] if (video and out is not None) else None
         successes: list[bool] = []
         for start in range(0, episodes, n_envs):
             group = seeds[start : start + n_envs]
-            successes += run_batch(policy, envs, group, max_episode_steps, frames if start == 0 else None)
+            successes += run_batch(policy, envs, group, envs[0].max_episode_steps, frames if start == 0 else None)
             bar.update(len(group))
             bar.set_postfix(task=task, success=f"{np.mean(successes):.0%}")
         for env in envs:
@@ -121,7 +119,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     if overrides:
         policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
     trained = policy.meta.get("env_tasks", [])
-    tasks = list(cfg.tasks) if cfg.tasks else trained
+    tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
     if not tasks:
         raise ValueError(f"{cfg.checkpoint} records no training tasks; pass tasks=[...]")
     seeds = set(range(cfg.seed, cfg.seed + cfg.episodes))
@@ -133,7 +131,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results = evaluate_policy(
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
-        *schema_camera(policy.schema), out=out, video=cfg.video,
+        policy.schema, out=out, video=cfg.video,
     )
     results.update(checkpoint=str(cfg.checkpoint), decoding=policy.cfg.decoding,
                    n_action_steps=policy.cfg.n_action_steps)

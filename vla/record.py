@@ -1,4 +1,11 @@
-"""Record scripted-expert demonstrations into an episode store."""
+"""Record scripted-expert demonstrations into an episode store, until each task has N successful ones.
+
+Every suite's expert sometimes fails (a Meta-World expert solves most seeds of most tasks, not all), so a task
+is recorded until it has `episodes` successful demonstrations or has used `max_attempts` seeds; failed
+attempts are dropped and counted, and the report gives each expert's own success rate and every shortfall.
+Attempt i of a task uses seed `seed + i`. Re-running on the same store resumes: each task continues from the
+seed after the last one it stored, so an interrupted recording loses at most the episode in progress.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +16,32 @@ import numpy as np
 from tqdm import tqdm
 
 from vla.datasets.episode_store import EpisodeStore
-from vla.envs import make_env
+from vla.envs import make_env, resolve_tasks, suite_of
 from vla.policies.protocol import batch_observation
-from vla.policies.scripted import MetaWorldExpert
 from vla.schema import TASK_KEY
 
 
 @dataclass
 class RecordConfig:
-    tasks: list[str] = field(default_factory=lambda: ["drawer-close-v3"])
-    episodes: int = 30  # attempts per task; failed attempts are dropped and counted
+    tasks: list[str] = field(default_factory=lambda: ["drawer-close-v3"])  # tasks, groups (mt10, easy) or suites
+    episodes: int = 30  # successful demonstrations wanted per task
+    max_attempts: int | None = None  # seeds tried per task at most; None: 2 x episodes + 10
     out: str = "data/demos.zarr"
     image_size: int = 96
-    camera: str = "corner2"
-    max_episode_steps: int = 500
-    seed: int = 0  # episode i of a task uses seed `seed + i`
+    max_episode_steps: int | None = None  # None: the suite's own limit (Meta-World: 500)
+    seed: int = 0  # attempt i of a task uses seed `seed + i`
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task")
+        if self.max_attempts is not None and self.max_attempts < self.episodes:
+            raise ValueError(f"max_attempts ({self.max_attempts}) must be >= episodes ({self.episodes})")
+
+    @property
+    def attempts_cap(self) -> int:
+        return self.max_attempts if self.max_attempts is not None else 2 * self.episodes + 10
 
 
 def run_episode(env, policy, seed: int) -> tuple[dict, bool]:
@@ -51,31 +63,63 @@ def run_episode(env, policy, seed: int) -> tuple[dict, bool]:
     return {k: np.stack(v) for k, v in frames.items()}, success
 
 
+def stored_progress(store: EpisodeStore, seed: int) -> dict[str, tuple[int, int]]:
+    """env task -> (successful episodes stored, next seed to try) for a store being resumed."""
+    env_tasks = store.env_tasks
+    progress: dict[str, tuple[int, int]] = {}
+    for instruction, episode_seed in zip(store.episode_tasks(), store.episode_meta("episode_seed").tolist(),
+                                         strict=True):
+        task = env_tasks.get(instruction, instruction)
+        kept, next_seed = progress.get(task, (0, seed))
+        progress[task] = (kept + 1, max(next_seed, episode_seed + 1))
+    return progress
+
+
+def open_store(out: Path, schema) -> EpisodeStore:
+    store = EpisodeStore.open(out, "a") if out.exists() else EpisodeStore.create(out, schema)
+    for trimmed in store.repair():  # what an interrupted earlier run left uncommitted
+        print(f"{out}: trimmed the uncommitted tail of an interrupted run: {trimmed}")
+    schema.require_compatible(store.schema, f"store {out}")
+    return store
+
+
 def record(cfg: RecordConfig) -> dict:
+    tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
-    store = None
-    report: dict[str, dict[str, int]] = {}
-    bar = tqdm(total=len(cfg.tasks) * cfg.episodes, desc="recording", unit="ep")
-    for task in cfg.tasks:
-        env = make_env(task, image_size=cfg.image_size, camera=cfg.camera, max_episode_steps=cfg.max_episode_steps)
+    store, progress = None, {}
+    report: dict[str, dict] = {}
+    bar = tqdm(total=len(tasks) * cfg.episodes, desc="recording", unit="demo")
+    for task in tasks:
+        suite = suite_of(task)
+        env = suite.make_env(task, suite.default_schema(cfg.image_size), cfg.max_episode_steps)
         if store is None:
-            store = EpisodeStore.open(out, "a") if out.exists() else EpisodeStore.create(out, env.schema)
-            for trimmed in store.repair():  # what an interrupted earlier run left uncommitted
-                print(f"{out}: trimmed the uncommitted tail of an interrupted run: {trimmed}")
-            env.schema.require_compatible(store.schema, f"store {out}")
-        expert = MetaWorldExpert(env)
-        kept = failed = 0
-        for i in range(cfg.episodes):
-            episode, success = run_episode(env, expert, cfg.seed + i)
+            store = open_store(out, env.schema)
+            progress = stored_progress(store, cfg.seed)
+        kept, next_seed = progress.get(task, (0, cfg.seed))
+        bar.update(min(kept, cfg.episodes))
+        expert = suite.make_expert(env)
+        while kept < cfg.episodes and next_seed - cfg.seed < cfg.attempts_cap:
+            episode, success = run_episode(env, expert, next_seed)
             if success:
-                store.add_episode(episode, task=env.instruction, seed=cfg.seed + i, success=True, env_task=task,
-                                  source="sim:metaworld")
+                store.add_episode(episode, task=env.instruction, seed=next_seed, success=True, env_task=task,
+                                  source=f"sim:{suite.name}")
                 kept += 1
-            else:
-                failed += 1
-            bar.update(1)
-            bar.set_postfix(task=task, kept=kept, failed=failed)
+                bar.update(1)
+            next_seed += 1
+            bar.set_postfix(task=task, kept=kept, attempts=next_seed - cfg.seed)
         env.close()
-        report[task] = {"kept": kept, "failed": failed}
+        attempts = next_seed - cfg.seed
+        report[task] = {"kept": kept, "attempts": attempts, "expert_success": kept / max(attempts, 1),
+                        "short": max(cfg.episodes - kept, 0)}
     bar.close()
     return {"store": str(out), "tasks": report, **store.summary()}
+
+
+def print_report(report: dict) -> None:
+    for task, r in report["tasks"].items():
+        short = f", SHORT by {r['short']}" if r["short"] else ""
+        print(f"{task}: kept {r['kept']} of {r['attempts']} attempts (expert success {r['expert_success']:.0%}){short}")
+    short = {t: r["short"] for t, r in report["tasks"].items() if r["short"]}
+    if short:
+        print(f"{len(short)} task(s) fell short of the demonstrations asked for: {short}")
+    print(f"{report['store']}: {report['episodes']} episodes, {report['frames']} frames")

@@ -28,6 +28,7 @@ from vla.policies.vla_policy import VLAPolicy
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 
 OPTIMIZER_FILE, TRAINER_STATE_FILE, METRICS_FILE = "optimizer.safetensors", "trainer_state.json", "metrics.jsonl"
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class TrainConfig:
     max_memory_gb: float = 4.0  # images up to this size are read into memory, larger datasets per batch
     seed: int = 0
     resume: bool = False
+    # "auto": bf16 autocast on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX: measured 1.4x the fp32
+    # step here, benchmarks/train_speed.py); otherwise fp32. Weights and optimizer state stay fp32 either way.
+    precision: str = "auto"
     model: VLAConfig = field(default_factory=VLAConfig)
 
     def __post_init__(self) -> None:
@@ -54,6 +58,16 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+def mixed_precision(precision: str) -> str:
+    """accelerate's mixed_precision for a TrainConfig.precision on this machine."""
+    if precision == "auto":
+        native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return "bf16" if native else "no"
+    return {"bf16": "bf16", "fp32": "no"}[precision]
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -93,7 +107,7 @@ def training_meta(store, cfg: TrainConfig) -> dict:
 
 
 def train(cfg: TrainConfig) -> Path:
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision))
     out = Path(cfg.out)
     store = open_source(cfg.dataset)
     dataset = ChunkDataset(store, cfg.model.chunk_size, max_memory_gb=cfg.max_memory_gb)
@@ -109,7 +123,7 @@ def train(cfg: TrainConfig) -> Path:
     else:
         torch.manual_seed(cfg.seed)
         stats = store_stats(store, [STATE_KEY, ACTION_KEY])
-        policy = VLAPolicy.create(cfg.model, store.schema, stats, training_meta(store, cfg))
+        policy = VLAPolicy.create(cfg.model, store.schema, stats, store.episode_tasks(), training_meta(store, cfg))
     model = policy.model
     tok = model.action_tokenizer
 
@@ -153,9 +167,11 @@ def train(cfg: TrainConfig) -> Path:
 
         seen += cfg.batch_size * accelerator.num_processes
         if accelerator.is_main_process:
-            rate = seen / (time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            rate = seen / elapsed
             row = {"step": step + 1, "loss": result["loss"].item(), "l1": result["l1"].item(),
-                   "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "samples_per_s": rate}
+                   "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                   "time_s": elapsed}
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", samples_s=f"{rate:.0f}")

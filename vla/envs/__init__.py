@@ -1,3 +1,5 @@
-from vla.envs.registry import list_tasks, make_env, register_suite, suite_of, suites
+from vla.envs.registry import get_suite, list_tasks, make_env, register_suite, resolve_tasks, suite_of, suites
+from vla.envs.suite import ActionLimits, Suite
 
-__all__ = ["list_tasks", "make_env", "register_suite", "suite_of", "suites"]
+__all__ = ["ActionLimits", "Suite", "get_suite", "list_tasks", "make_env", "register_suite", "resolve_tasks",
+           "suite_of", "suites"]

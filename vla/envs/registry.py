@@ -1,42 +1,78 @@
-"""Every env the package can make, by task name, grouped into suites."""
+"""Every suite the package knows, and task lists by name: a task, a suite's group (`mt10`, `easy`, ...) or a
+whole suite (`metaworld`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import gymnasium as gym
 
-_SUITES: dict[str, tuple[Callable[[], list[str]], Callable[..., gym.Env]]] = {}
+from vla.envs.suite import Suite
+from vla.schema import Schema
+
+_SUITES: dict[str, Suite] = {}
 
 
-def register_suite(name: str, list_tasks: Callable[[], list[str]], make: Callable[..., gym.Env]) -> None:
-    _SUITES[name] = (list_tasks, make)
+def register_suite(suite: Suite) -> None:
+    _SUITES[suite.name] = suite
 
 
 def suites() -> list[str]:
     return sorted(_SUITES)
 
 
+def get_suite(name: str) -> Suite:
+    if name not in _SUITES:
+        raise KeyError(f"no suite named {name!r}; suites: {suites()}")
+    return _SUITES[name]
+
+
 def list_tasks(suite: str | None = None) -> list[str]:
     names = [suite] if suite else suites()
-    return [t for s in names for t in _SUITES[s][0]()]
+    return [t for s in names for t in get_suite(s).tasks()]
 
 
-def suite_of(task: str) -> str:
-    for name, (tasks, _) in _SUITES.items():
-        if task in tasks():
-            return name
+def suite_of(task: str) -> Suite:
+    for suite in _SUITES.values():
+        if task in suite.tasks():
+            return suite
     raise KeyError(f"no registered suite has task {task!r}; suites: {suites()}")
 
 
-def make_env(task: str, **kwargs) -> gym.Env:
-    return _SUITES[suite_of(task)][1](task, **kwargs)
+def resolve_tasks(names: list[str]) -> list[str]:
+    """Task names, group names and suite names -> the task list they stand for, in order, without repeats.
+    An unknown name raises a KeyError that names it and the groups there are."""
+    tasks: list[str] = []
+    for name in names:
+        tasks += _expand(name)
+    return list(dict.fromkeys(tasks))
+
+
+def _expand(name: str) -> list[str]:
+    for suite in _SUITES.values():
+        if name == suite.name:
+            return suite.tasks()
+        if name in suite.groups():
+            return suite.groups()[name]
+        if name in suite.tasks():
+            return [name]
+    groups = sorted(g for s in _SUITES.values() for g in s.groups())
+    raise KeyError(f"unknown task or task group {name!r}; groups: {groups}, suites: {suites()}")
+
+
+def make_env(task: str, schema: Schema | None = None, max_episode_steps: int | None = None,
+             image_size: int | None = None) -> gym.Env:
+    """An env of `task` producing `schema`; or, with `image_size`, the suite's default schema at that size."""
+    suite = suite_of(task)
+    if image_size is not None:
+        if schema is not None:
+            raise ValueError("pass schema or image_size, not both")
+        schema = suite.default_schema(image_size)
+    return suite.make_env(task, schema, max_episode_steps)
 
 
 def _register_builtin() -> None:
-    from vla.envs import metaworld
+    from vla.envs.metaworld import SUITE as metaworld
 
-    register_suite("metaworld", metaworld.task_names, metaworld.MetaWorldEnv)
+    register_suite(metaworld)
 
 
 _register_builtin()

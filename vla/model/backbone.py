@@ -1,7 +1,8 @@
 """Backbone adapter over transformers VLMs of the SmolVLM / Idefics3 family.
 
-The embedded default is a tiny SmolVLM-architecture model built from a config (random init) with the
-ByT5 byte-level tokenizer, which needs no vocabulary files: everything runs offline on a CPU. A pretrained
+The embedded default is a tiny SmolVLM-architecture model built from a config (random init) whose text
+tokenizer needs no vocabulary files: a byte-level BPE fitted on the training prompts and saved in the
+checkpoint (`text_tokenizer.py`), or ByT5 bytes. Everything runs offline on a CPU. A pretrained
 SmolVLM / SmolVLM2 / Idefics3 loads from a local directory (`path=`) with its own tokenizer.
 
 Either way the adapter appends new token ids after the text vocabulary (an image placeholder for the
@@ -25,7 +26,10 @@ from transformers import (
     SmolVLMForConditionalGeneration,
 )
 
+from vla.model import text_tokenizer as bpe
+
 SUPPORTED_FAMILIES = ("smolvlm", "idefics3")
+TEXT_TOKENIZERS = ("bpe", "byt5")
 
 
 @dataclass
@@ -39,8 +43,17 @@ class BackboneConfig:
     text_layers: int = 4
     head_dim: int = 64
     scale_factor: int = 2  # SmolVLM pixel shuffle: image tokens = (image_size / patch_size / scale)^2
+    # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
+    # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
+    text_tokenizer: str = "bpe"
+    # transformers' attn_implementation. The embedded model's ~60-token sequences train 1.25x faster on a CPU
+    # with eager attention than with SDPA's CPU kernels (benchmarks/train_speed.py); "sdpa" (or
+    # "flash_attention_2") is the choice on a GPU and for a pretrained backbone's long sequences.
+    attention: str = "eager"
 
     def __post_init__(self) -> None:
+        if self.text_tokenizer not in TEXT_TOKENIZERS:
+            raise ValueError(f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:
@@ -76,10 +89,12 @@ def embedded_hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) 
 class Backbone(torch.nn.Module):
     """Wraps the HF model; exposes embeddings of the appended tokens and a prefix/step forward."""
 
-    def __init__(self, model: SmolVLMForConditionalGeneration, text_tokenizer, first_new_id: int):
+    def __init__(self, model: SmolVLMForConditionalGeneration, text_tokenizer, first_new_id: int,
+                 fitted_tokenizer: bool = False):
         super().__init__()
         self.model = model
         self.text_tokenizer = text_tokenizer
+        self.fitted_tokenizer = fitted_tokenizer  # saved with the checkpoint (a pretrained one lives at `path`)
         self.first_new_id = first_new_id
         vc = model.config.vision_config
         self.image_size = int(vc.image_size)
@@ -89,18 +104,37 @@ class Backbone(torch.nn.Module):
         self.pad_token_id = int(text_tokenizer.pad_token_id or 0)
 
     @classmethod
-    def build(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None) -> Backbone:
-        # n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
+    def build(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None,
+              prompts: list[str] | None = None, checkpoint: Path | None = None) -> Backbone:
         """A fresh backbone: random init for the embedded model, pretrained weights for `path`.
 
-        `hf_config` (from a checkpoint) rebuilds the exact architecture without touching `path`.
+        n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
+        prompts: the training prompts a "bpe" text tokenizer is fitted on (a new model).
+        hf_config and checkpoint (loading a checkpoint) rebuild the exact architecture and the fitted text
+        tokenizer without touching `path`.
         """
         if cfg.path is None:
-            tok = ByT5Tokenizer()
+            if cfg.text_tokenizer == "byt5":
+                tok = ByT5Tokenizer()
+            elif checkpoint is not None:
+                tok = bpe.load(checkpoint)
+            elif prompts:
+                tok = bpe.fit_bpe(prompts)
+            else:
+                raise ValueError('text_tokenizer="bpe" needs the training prompts to fit on')
             config = (SmolVLMConfig(**hf_config) if hf_config
                       else embedded_hf_config(cfg, len(tok), 1 + n_action_tokens))
-            return cls(SmolVLMForConditionalGeneration(config), tok, first_new_id=len(tok) + 1)
+            if config.image_token_id != len(tok):
+                raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
+                                 f"{config.image_token_id} (the image token comes right after them)")
+            model = SmolVLMForConditionalGeneration(config)
+            model.set_attn_implementation(cfg.attention)
+            return cls(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
         return cls._pretrained(cfg, n_action_tokens, hf_config)
+
+    def save_text_tokenizer(self, directory: Path) -> None:
+        if self.fitted_tokenizer:
+            bpe.save(self.text_tokenizer, directory)
 
     @classmethod
     def _pretrained(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None) -> Backbone:
@@ -112,10 +146,12 @@ class Backbone(torch.nn.Module):
         if config.model_type not in SUPPORTED_FAMILIES:
             raise ValueError(f"{path}: model_type {config.model_type!r} is not one of {SUPPORTED_FAMILIES}")
         if hf_config is not None:  # loading our checkpoint: architecture from it, weights come after
-            model = AutoModelForImageTextToText.from_config(type(config)(**hf_config))
+            model = AutoModelForImageTextToText.from_config(type(config)(**hf_config),
+                                                            attn_implementation=cfg.attention)
             first_new = hf_config["text_config"]["vocab_size"] - n_action_tokens
         else:
-            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True,
+                                                                attn_implementation=cfg.attention)
             first_new = model.get_input_embeddings().num_embeddings
             model.resize_token_embeddings(first_new + n_action_tokens)
         return cls(model, tok, first_new_id=first_new)

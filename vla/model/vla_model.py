@@ -94,11 +94,16 @@ class VLAModel(torch.nn.Module):
     def n_new_tokens(cfg: VLAConfig) -> int:
         return 1 + cfg.tokenizer.n_bins + cfg.state_bins
 
-    def text_ids(self, task: str) -> list[int]:
-        if task not in self._text_ids:
-            text = f"{task.strip().lower()}; state:"
-            self._text_ids[task] = self.backbone.text_tokenizer(text, add_special_tokens=False).input_ids
-        return self._text_ids[task]
+    @staticmethod
+    def prompt_text(instruction: str) -> str:
+        """The text between the image and the state tokens (what a fitted text tokenizer is fitted on)."""
+        return f"{instruction.strip().lower()}; state:"
+
+    def text_ids(self, instruction: str) -> list[int]:
+        if instruction not in self._text_ids:
+            text = self.prompt_text(instruction)
+            self._text_ids[instruction] = self.backbone.text_tokenizer(text, add_special_tokens=False).input_ids
+        return self._text_ids[instruction]
 
     @torch.no_grad()
     def init_bin_embeddings(self) -> None:

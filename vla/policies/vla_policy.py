@@ -5,6 +5,7 @@ A checkpoint is a directory:
     model.safetensors      every weight
     norm_stats.json        per-key mean/std/min/max/q01/q99 of the training data
     action_tokenizer.json  the fitted action tokenizer
+    text_tokenizer.json    the fitted text tokenizer (embedded backbone with text_tokenizer="bpe")
 Nothing is pickled. Loading checks every file and key and names the first one that is missing or wrong.
 """
 
@@ -27,7 +28,8 @@ from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY, Schema
 
 CONFIG_FILE, WEIGHTS_FILE, STATS_FILE = "config.json", "model.safetensors", "norm_stats.json"
 POLICY_TYPE = "vla"
-CHECKPOINT_FORMAT = 1
+# 2: the embedded backbone's text tokenizer is named in its config (format 1 checkpoints are all ByT5).
+CHECKPOINT_FORMAT = 2
 
 
 class CheckpointError(ValueError):
@@ -44,10 +46,13 @@ class VLAPolicy:
         self._queue: deque[np.ndarray] = deque()
 
     @classmethod
-    def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, meta: dict | None = None) -> VLAPolicy:
-        """A new policy for data with this schema and these normalization stats."""
+    def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, instructions: list[str],
+               meta: dict | None = None) -> VLAPolicy:
+        """A new policy for data with this schema, these normalization stats and these instructions (a fitted
+        text tokenizer is fitted on them)."""
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
-        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg))
+        prompts = [VLAModel.prompt_text(i) for i in instructions]
+        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), prompts=prompts)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
         policy.model.init_bin_embeddings()
         return policy
@@ -104,6 +109,7 @@ class VLAPolicy:
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         (directory / STATS_FILE).write_text(json.dumps(stats_to_json(self.stats), indent=2))
         self.model.action_tokenizer.save(directory)
+        self.model.backbone.save_text_tokenizer(directory)
         return directory
 
     @classmethod
@@ -118,6 +124,8 @@ class VLAPolicy:
                 raise CheckpointError(f"{directory / CONFIG_FILE}: missing key {key!r}")
         if config["policy_type"] != POLICY_TYPE:
             raise CheckpointError(f"{directory}: policy_type {config['policy_type']!r} is not {POLICY_TYPE!r}")
+        if config["format"] == 1:
+            config["config"]["backbone"]["text_tokenizer"] = "byt5"
         cfg = VLAConfig(**config["config"])
         schema = Schema.from_json(config["schema"])
         try:
@@ -125,7 +133,11 @@ class VLAPolicy:
         except KeyError as e:
             raise CheckpointError(f"{directory / STATS_FILE}: {e.args[0]}") from None
         tok = BinActionTokenizer.load(directory)
-        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), hf_config=config["backbone_hf_config"])
+        try:
+            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), hf_config=config["backbone_hf_config"],
+                                      checkpoint=directory)
+        except FileNotFoundError as e:
+            raise CheckpointError(str(e)) from None
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
         policy.model.to(device)

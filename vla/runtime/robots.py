@@ -31,21 +31,21 @@ class Robot(Protocol):
 
 
 class SimRobot:
-    """A Meta-World task as a robot: `act` steps the simulation once (the controller paces it in real time).
+    """A task of any registered suite as a robot: `act` steps the simulation once (the controller paces it in
+    real time). The suite says the command limits and which dimensions hold on a stop (Meta-World: xyz
+    displacements go to 0, the gripper keeps its last command)."""
 
-    Meta-World actions are end-effector displacements per step plus a gripper command, so a hold stops
-    the arm (xyz to 0) and keeps the gripper where it is."""
+    def __init__(self, task: str, seed: int, schema: Schema, max_episode_steps: int | None = None,
+                 max_delta: float = 1.0, end_on_success: bool = True):
+        from vla.envs import suite_of
 
-    def __init__(self, task: str, seed: int, image_size: int = 96, camera: str = "corner2",
-                 max_episode_steps: int = 300, max_delta: float = 1.0, end_on_success: bool = True):
-        from vla.envs import make_env
-
+        suite = suite_of(task)
         self.task, self.seed, self.end_on_success = task, seed, end_on_success
-        self.env = make_env(task, image_size=image_size, camera=camera, max_episode_steps=max_episode_steps)
+        self.env = suite.make_env(task, schema, max_episode_steps)
         self.schema = self.env.schema
-        space = self.env.action_space
-        self.limits = Limits(low=space.low, high=space.high, max_delta=max_delta,
-                             hold=[False, False, False, True], rest=np.zeros(space.shape))
+        limits = suite.limits(self.env)
+        self.limits = Limits(low=limits.low, high=limits.high, max_delta=max_delta, hold=limits.hold,
+                             rest=limits.rest)
         self.success = self.done = False
         self.steps = 0
 

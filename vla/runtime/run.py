@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def run_robot(cfg: RobotConfig) -> dict:
             c.request_stop(f"signal {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"vla-robot: driving robot={cfg.robot} at {cfg.control_hz:g} Hz; Ctrl-C or SIGTERM stops it safely",
+          file=sys.stderr, flush=True)
     try:
         return _run(cfg, source, controllers)
     finally:
@@ -68,13 +71,12 @@ def run_robot(cfg: RobotConfig) -> dict:
 def _episodes(cfg: RobotConfig, source):
     """(label, robot) pairs: one per sim episode, or the one lerobot/mock robot."""
     if cfg.robot == "sim":
-        from vla.envs.metaworld import schema_camera
+        from vla.envs import resolve_tasks
         from vla.runtime.robots import SimRobot
 
-        image, camera = schema_camera(source.schema)
-        for task in cfg.tasks or trained_tasks(source):
+        for task in resolve_tasks(cfg.tasks) if cfg.tasks else trained_tasks(source):
             for i in range(cfg.episodes):
-                yield task, SimRobot(task, cfg.seed + i, image, camera, cfg.max_episode_steps, cfg.max_delta)
+                yield task, SimRobot(task, cfg.seed + i, source.schema, cfg.max_episode_steps, cfg.max_delta)
     elif cfg.robot == "lerobot":
         from vla.runtime.robots import LeRobotRobot
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla.envs.metaworld import MetaWorldEnv, expert_policy_class
+from vla.envs.metaworld.env import MetaWorldEnv, expert_policy_class
 
 
 class MetaWorldExpert:

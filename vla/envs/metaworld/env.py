@@ -21,6 +21,7 @@ ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 CONTROL_HZ = 80.0  # Meta-World: frame_skip 5 x timestep 0.0025 s
 
 
+@functools.cache
 def _metaworld():
     # Imported lazily: metaworld builds its task tables at import time (~1 s).
     import metaworld
@@ -56,9 +57,14 @@ def metaworld_schema(image_size: int, camera: str) -> Schema:
 
 
 def schema_camera(schema: Schema) -> tuple[int, str]:
-    """(image_size, camera) of a policy's schema: the inverse of `metaworld_schema`, to build its env."""
+    """(image_size, camera) of a schema that a Meta-World env can produce (the inverse of `metaworld_schema`);
+    raises naming what does not fit."""
+    if len(schema.image_keys) != 1:
+        raise ValueError(f"Meta-World renders one camera; the schema has {schema.image_keys}")
     key = schema.image_keys[0]
-    return schema.observation[key].shape[0], key.removeprefix(IMAGE_PREFIX)
+    image_size, camera = schema.observation[key].shape[0], key.removeprefix(IMAGE_PREFIX)
+    schema.require_compatible(metaworld_schema(image_size, camera), "the Meta-World env")
+    return image_size, camera
 
 
 class MetaWorldEnv(gym.Env):

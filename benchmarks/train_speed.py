@@ -1,0 +1,110 @@
+"""Training samples/s of the embedded default and its loss at equal samples: today's configuration against
+the new default, each lever added in turn, in one run on the same demonstrations, seeds and batches.
+
+    python benchmarks/train_speed.py --out runs/train_speed [--steps 150] [--episodes 5]
+
+The demonstrations are expert episodes of the MT10 tasks (recorded into DIR/demos.zarr once, then reused).
+Every configuration trains `--steps` steps of batch 32 from the same seed with the real trainer
+(`vla.train.train`), so each sees exactly the same batches; samples/s is measured after the first
+`--warmup` steps (allocator and thread-pool warm-up), and the loss at equal samples is the mean training
+loss over the last 10% of steps. Nothing else may run on the machine while it measures.
+
+Writes DIR/results.json: {"configs": {name: {"samples_per_s", "loss_at_equal_samples", ...}}, "speedup"}
+(speedup: the new default over today's) and DIR/train_speed.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+# Each lever on top of the previous row; "today" is the configuration before this benchmark existed
+# (ByT5 bytes, fp32, SDPA), the last row is the new default.
+CONFIGS = {
+    "today (byt5, fp32, sdpa)": ["model.backbone.text_tokenizer=byt5", "precision=fp32", "model.backbone.attention=sdpa"],
+    "+ fitted BPE prompt": ["precision=fp32", "model.backbone.attention=sdpa"],
+    "+ bf16 autocast": ["model.backbone.attention=sdpa"],
+    "+ eager attention (new default)": [],
+}
+TODAY, NEW = "today (byt5, fp32, sdpa)", "+ eager attention (new default)"
+
+
+def record_demos(out: Path, episodes: int) -> Path:
+    from vla.envs import resolve_tasks
+    from vla.record import RecordConfig, record
+
+    store = out / "demos.zarr"
+    if not store.exists():
+        record(RecordConfig(tasks=resolve_tasks(["mt10"]), episodes=episodes, out=str(store)))
+    return store
+
+
+def measure(store: Path, run_dir: Path, overrides: list[str], steps: int, warmup: int) -> dict:
+    from vla.cli.config import load
+    from vla.train import METRICS_FILE, TrainConfig, train
+
+    if (run_dir / METRICS_FILE).exists():
+        shutil.rmtree(run_dir)  # a half-finished measurement is not resumed: its timing would mix two runs
+    cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run_dir}", f"steps={steps}",
+                                      f"save_every={steps}", *overrides])
+    train(cfg)
+    rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    first, last = rows[warmup - 1], rows[-1]
+    rate = (last["step"] - first["step"]) * cfg.batch_size / (last["time_s"] - first["time_s"])
+    tail = rows[-max(1, steps // 10):]
+    return {"samples_per_s": rate, "loss_at_equal_samples": float(np.mean([r["loss"] for r in tail])),
+            "samples": steps * cfg.batch_size, "overrides": overrides, "losses": [r["loss"] for r in rows]}
+
+
+def plot(results: dict, path: Path) -> None:
+    from vla.plots import plt
+
+    names = list(results["configs"])
+    fig, (ax_rate, ax_loss) = plt.subplots(1, 2, figsize=(12, 4))
+    rates = [results["configs"][n]["samples_per_s"] for n in names]
+    bars = ax_rate.barh(names, rates, color="tab:blue")
+    ax_rate.bar_label(bars, labels=[f"{r:.0f}" for r in rates])
+    ax_rate.set(xlabel="training samples/s (2 CPU cores)", title=f"speedup {results['speedup']:.2f}x")
+    ax_rate.invert_yaxis()
+    for n in names:
+        ax_loss.plot(results["configs"][n]["losses"], lw=0.8, label=n)
+    ax_loss.set(xlabel="step (same batches for every row)", ylabel="training loss", yscale="log")
+    ax_loss.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/train_speed"))
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=5, help="expert demonstrations per MT10 task")
+    args = parser.parse_args()
+    if not 1 <= args.warmup < args.steps:
+        parser.error(f"--warmup must be in [1, --steps), got {args.warmup}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = record_demos(args.out, args.episodes)
+    configs = {name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
+               for i, (name, overrides) in enumerate(CONFIGS.items())}
+    results = {"configs": configs, "speedup": configs[NEW]["samples_per_s"] / configs[TODAY]["samples_per_s"],
+               "steps": args.steps, "batch_size": 32, "dataset": str(store)}
+    print(f"\n{'configuration':<34} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22}")
+    for name, r in configs.items():
+        print(f"{name:<34} {r['samples_per_s']:>10.1f} {r['samples_per_s'] / configs[TODAY]['samples_per_s']:>8.2f} "
+              f"{r['loss_at_equal_samples']:>22.4f}")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "train_speed.png")
+    print(f"speedup {results['speedup']:.2f}x; {args.out / 'results.json'}, {args.out / 'train_speed.png'}")
+
+
+if __name__ == "__main__":
+    main()

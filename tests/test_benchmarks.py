@@ -1,0 +1,49 @@
+"""The MT benchmark on a tiny configuration: killed in the middle of training, rerun, it resumes."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import TINY_IMAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = [f"model.backbone.image_size={TINY_IMAGE}", "model.backbone.patch_size=8",
+              "model.backbone.vision_hidden=32", "model.backbone.vision_layers=1", "model.backbone.text_hidden=64",
+              "model.backbone.text_layers=2", "model.backbone.head_dim=32", "model.chunk_size=4",
+              "model.n_action_steps=2", "batch_size=4", "warmup_steps=2"]
+
+
+def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
+    out = tmp_path / "mt"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "metaworld_mt.py"), "--suite",
+           "drawer-close-v3,button-press-topdown-v3", "--out", str(out), "--demos", "2", "--steps", "60",
+           "--save-every", "2", "--eval-episodes", "2", "--max-episode-steps", "150", "--image-size",
+           str(TINY_IMAGE), "--set", *TINY_TRAIN]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first_checkpoint = out / "train" / "checkpoints" / "step_000002"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no training checkpoint within 5 minutes"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not (out / "train" / "config.json").exists(), "training finished before it could be interrupted"
+    recorded = json.loads((out / "record_report.json").read_text())
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert steps.count(1) == 1 and steps[-1] == 60, "the rerun must continue from a checkpoint, not start over"
+    report = json.loads((out / "record_report.json").read_text())
+    assert report["episodes"] == recorded["episodes"] == 4  # nothing recorded twice
+    assert all(r["kept"] == 2 and r["short"] == 0 for r in report["tasks"].values())
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"suite", "tasks", "groups", "mean_over_tasks", "mean_of_groups", "wall_s"}
+    assert set(results["tasks"]) == {"drawer-close-v3", "button-press-topdown-v3"}
+    for r in results["tasks"].values():
+        assert r["episodes"] == 2 and r["group"] == "easy" and 0.0 <= r["success_rate"] <= 1.0
+    assert results["groups"].keys() == {"easy"} and results["wall_s"] > 0
+    assert (out / "groups.png").stat().st_size > 0

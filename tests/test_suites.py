@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from vla.envs import get_suite, make_env, resolve_tasks
+from vla.schema import IMAGE_PREFIX, Feature, Schema
+
+
+def test_suite_names_resolve_to_the_published_task_lists():
+    suite = get_suite("metaworld")
+    mt10 = resolve_tasks(["mt10"])
+    assert mt10 == ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+                    "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
+    groups = {g: resolve_tasks([g]) for g in suite.difficulty_groups}
+    assert {g: len(t) for g, t in groups.items()} == {"easy": 28, "medium": 11, "hard": 6, "very_hard": 5}
+    everything = [t for tasks in groups.values() for t in tasks]
+    assert len(set(everything)) == 50 and set(everything) == set(resolve_tasks(["mt50"]))
+    assert set(resolve_tasks(["metaworld"])) == set(everything)
+    assert all(suite.group_of(t) == g for g, tasks in groups.items() for t in tasks)
+
+
+def test_names_mix_and_repeat_without_duplicates_and_unknown_names_are_named():
+    assert resolve_tasks(["reach-v3", "mt10", "reach-v3"]) == resolve_tasks(["mt10"])
+    assert resolve_tasks(["very_hard", "easy"])[:5] == resolve_tasks(["very_hard"])
+    with pytest.raises(KeyError, match="unknown task or task group 'mt11'.*groups: .*'mt10'"):
+        resolve_tasks(["mt11"])
+
+
+def test_env_builds_from_a_policy_schema_and_refuses_one_it_cannot_produce():
+    suite = get_suite("metaworld")
+    schema = suite.default_schema(32)
+    env = make_env("reach-v3", schema, max_episode_steps=3)
+    obs, _ = env.reset(seed=0)
+    schema.validate_observation(obs)
+    assert env.max_episode_steps == 3
+    limits = suite.limits(env)
+    assert limits.hold.tolist() == [False, False, False, True] and np.all(limits.low < limits.high)
+    env.close()
+    two_cameras = Schema(observation={**schema.observation, IMAGE_PREFIX + "wrist": Feature(
+        IMAGE_PREFIX + "wrist", (32, 32, 3), "uint8")}, action=schema.action, fps=schema.fps)
+    with pytest.raises(ValueError, match="one camera"):
+        make_env("reach-v3", two_cameras)
+    assert make_env("reach-v3", image_size=32).max_episode_steps == suite.max_episode_steps == 500
+
+
+def test_recording_reports_each_experts_success_and_every_shortfall(tmp_path):
+    from vla.record import RecordConfig, record
+
+    # 5 steps are too few for the expert: every attempt fails, the cap ends the task, the report says so
+    report = record(RecordConfig(tasks=["reach-v3"], episodes=2, max_attempts=3, out=str(tmp_path / "d.zarr"),
+                                 image_size=32, max_episode_steps=5))
+    assert report["tasks"]["reach-v3"] == {"kept": 0, "attempts": 3, "expert_success": 0.0, "short": 2}

@@ -1,0 +1,69 @@
+"""Meta-World v3 as a suite: all 50 tasks, the MT10/MT50 benchmarks and the difficulty groups by name."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from vla.envs.metaworld.env import MetaWorldEnv, metaworld_schema, schema_camera
+from vla.envs.metaworld.expert import MetaWorldExpert
+from vla.envs.suite import ActionLimits, Suite
+from vla.schema import Schema
+
+DEFAULT_CAMERA = "corner2"
+
+
+@functools.cache
+def _groups() -> dict[str, list[str]]:
+    # MT10 from metaworld's own benchmark table; the difficulty groups from lerobot's (Seo et al. 2022's split,
+    # the one SmolVLA and Evo-1 report against).
+    from lerobot.envs.metaworld import DIFFICULTY_TO_TASKS
+    from metaworld.env_dict import MT10_V3, MT50_V3
+
+    return {"mt10": list(MT10_V3), "mt50": list(MT50_V3), **{g: list(t) for g, t in DIFFICULTY_TO_TASKS.items()}}
+
+
+class MetaWorldSuite(Suite):
+    name = "metaworld"
+    max_episode_steps = 500  # Meta-World's own limit (max_path_length)
+    difficulty_groups = ("easy", "medium", "hard", "very_hard")
+
+    def tasks(self) -> list[str]:
+        from vla.envs.metaworld.env import task_names
+
+        return task_names()
+
+    def groups(self) -> dict[str, list[str]]:
+        return _groups()
+
+    def default_schema(self, image_size: int = 96) -> Schema:
+        return metaworld_schema(image_size, DEFAULT_CAMERA)
+
+    def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> MetaWorldEnv:
+        image_size, camera = schema_camera(schema or self.default_schema())
+        return MetaWorldEnv(task, image_size=image_size, camera=camera,
+                            max_episode_steps=max_episode_steps or self.max_episode_steps)
+
+    def make_expert(self, env: MetaWorldEnv) -> MetaWorldExpert:
+        return MetaWorldExpert(env)
+
+    def limits(self, env: MetaWorldEnv) -> ActionLimits:
+        # xyz are end-effector displacements per step (a stop sends 0); the gripper holds its last command.
+        space = env.action_space
+        return ActionLimits(low=space.low, high=space.high, hold=np.array([False, False, False, True]),
+                            rest=np.zeros(space.shape))
+
+    def instruction(self, task: str) -> str:
+        from vla.envs.metaworld.env import instruction
+
+        return instruction(task)
+
+    def group_of(self, task: str) -> str:
+        """The difficulty group of a task."""
+        return next(g for g in self.difficulty_groups if task in self.groups()[g])
+
+
+SUITE = MetaWorldSuite()
+
+__all__ = ["SUITE", "MetaWorldEnv", "MetaWorldExpert", "MetaWorldSuite", "metaworld_schema"]

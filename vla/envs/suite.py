@@ -1,0 +1,60 @@
+"""The suite contract: what a family of simulated tasks gives everything else in the package.
+
+Recording, evaluation, the sim robot and the benchmarks reach an env only through a Suite, so a new suite is
+one folder under `vla/envs/` and nothing outside it is special-cased (diffusion_policy's task side, an env
+runner and a task config per task family, is the model).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from vla.schema import Schema
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    """What the safety guard needs to know of a suite's robot: command range, and per dimension whether a stop
+    holds the last command (a gripper) or goes to `rest` (a displacement goes to 0)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    hold: np.ndarray
+    rest: np.ndarray
+
+
+class Suite(ABC):
+    name: str  # also the episode store's source tag: "sim:<name>"
+    max_episode_steps: int  # the suite's own episode limit, used when a caller gives none
+
+    @abstractmethod
+    def tasks(self) -> list[str]:
+        """Every env task name of the suite."""
+
+    @abstractmethod
+    def groups(self) -> dict[str, list[str]]:
+        """Named task lists (benchmark splits, difficulty groups): usable wherever a task list is."""
+
+    @abstractmethod
+    def default_schema(self, image_size: int = 96) -> Schema:
+        """The observation/action schema an env of this suite produces by default (cameras, sizes)."""
+
+    @abstractmethod
+    def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> gym.Env:
+        """An env of `task` that produces `schema` (default: `default_schema()`); raises naming what does not fit."""
+
+    @abstractmethod
+    def make_expert(self, env: gym.Env):
+        """The scripted expert (a Policy) for an env of this suite; it may read privileged simulator state."""
+
+    @abstractmethod
+    def limits(self, env: gym.Env) -> ActionLimits:
+        """The robot's command limits for the safety guard, and which dimensions hold on a stop."""
+
+    @abstractmethod
+    def instruction(self, task: str) -> str:
+        """The instruction an episode of `task` is given by default."""
