@@ -8,7 +8,22 @@ from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for (a bad override, an unknown task, a missing path): the command
+    prints it as one line and exits with code 2, before any work starts. Bugs keep their traceback."""
+
+
+def cli_main(prog: str, main) -> None:
+    try:
+        main()
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def config_dir() -> Path:
@@ -26,9 +41,13 @@ def config_dir() -> Path:
 
 
 def compose_dict(name: str, overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = compose(config_name=name, overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            cfg = compose(config_name=name, overrides=overrides)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        message = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+        raise UsageError(f"configs/{name}.yaml: {message}") from None
 
 
 def load(name: str, cls, overrides: list[str] | None = None):
@@ -37,8 +56,26 @@ def load(name: str, cls, overrides: list[str] | None = None):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise SystemExit(f"configs/{name}.yaml: unknown key(s) {unknown}; {cls.__name__} has {sorted(known)}")
-    return cls(**values)
+        raise UsageError(f"configs/{name}.yaml: unknown key(s) {unknown}; {cls.__name__} has {sorted(known)}")
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:  # the config dataclasses validate their values in __post_init__
+        raise UsageError(f"configs/{name}.yaml: {e}") from None
+
+
+def require_path(path, what: str) -> None:
+    if not Path(path).exists():
+        raise UsageError(f"{what} {path} does not exist")
+
+
+def require_tasks(names: list[str] | None) -> None:
+    """Task, group and suite names must all be known (checked before recording or evaluating starts)."""
+    from vla.envs import resolve_tasks
+
+    try:
+        resolve_tasks(list(names or []))
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
 
 
 def usage_requested() -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from vla.cli.config import compose_dict, print_usage
+from vla.cli.config import UsageError, cli_main, compose_dict, print_usage, require_path
 from vla.datasets.chunk_dataset import open_source
 from vla.datasets.stats import store_stats
 from vla.schema import ACTION_KEY, STATE_KEY
@@ -81,7 +81,7 @@ def viz(cfg: DatasetConfig) -> Path:
     return out
 
 
-def main() -> None:
+def _main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
         print_usage("dataset", __doc__)
@@ -89,23 +89,28 @@ def main() -> None:
     command, values = args[0], compose_dict("dataset", args[1:])
     unknown = sorted(set(values) - set(DatasetConfig.__dataclass_fields__))
     if unknown:
-        raise SystemExit(f"configs/dataset.yaml: unknown key(s) {unknown}")
+        raise UsageError(f"configs/dataset.yaml: unknown key(s) {unknown}")
     cfg, console = DatasetConfig(**values), Console()
+    require_path(cfg.src, "src")
     if command == "info":
         return info(cfg, console)
     if command == "viz":
         return console.print(f"wrote {viz(cfg)}")
     if cfg.dst is None:
-        raise SystemExit(f"vla-dataset {command} needs dst=")
+        raise UsageError(f"vla-dataset {command} needs dst=")
     from vla.datasets.lerobot_io import export_lerobot, import_lerobot
 
     if command == "export":
         if cfg.format != "lerobot":
-            raise SystemExit(f"format={cfg.format!r}: the only export format is 'lerobot' (LeRobotDataset v3)")
+            raise UsageError(f"format={cfg.format!r}: the only export format is 'lerobot' (LeRobotDataset v3)")
         console.print(f"wrote LeRobotDataset {export_lerobot(cfg.src, cfg.dst)}")
     else:
         store = import_lerobot(cfg.src, cfg.dst)
         console.print(f"wrote {store.path}: {store.num_episodes} episodes, {store.num_frames} frames")
+
+
+def main() -> None:
+    cli_main("vla-dataset", _main)
 
 
 if __name__ == "__main__":

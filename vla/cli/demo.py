@@ -6,16 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from vla.cli.config import compose_dict, load, print_usage, usage_requested
+from vla.cli.config import cli_main, compose_dict, load, print_usage, require_tasks, usage_requested
 from vla.evaluate import EvalConfig, evaluate_checkpoint
 from vla.record import RecordConfig, record
 from vla.train import TrainConfig, train
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("demo", __doc__)
     demo = compose_dict("demo", sys.argv[1:])
+    require_tasks(demo["tasks"])
     out, tasks = Path(demo["out"]), "[" + ",".join(demo["tasks"]) + "]"
     store = out / "demos.zarr"
     t0 = time.perf_counter()
@@ -33,6 +34,11 @@ def main() -> None:
     t3 = time.perf_counter()
     print(f"record {t1 - t0:.0f} s, train {t2 - t1:.0f} s, evaluate {t3 - t2:.0f} s, total {t3 - t0:.0f} s")
     print(f"results: {out / 'eval' / 'results.json'}")
+
+
+
+def main() -> None:
+    cli_main("vla-demo", _main)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,21 @@
 Evaluates a checkpoint in MuJoCo on seeds disjoint from its training seeds; writes results.json, a bar
 chart and one video per task."""
 
-from vla.cli.config import load, print_usage, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
 from vla.evaluate import EvalConfig, evaluate_checkpoint
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("eval", __doc__)
-    evaluate_checkpoint(load("eval", EvalConfig))
+    cfg = load("eval", EvalConfig)
+    require_path(cfg.checkpoint, "checkpoint")
+    require_tasks(cfg.tasks)
+    evaluate_checkpoint(cfg)
+
+
+def main() -> None:
+    cli_main("vla-eval", _main)
 
 
 if __name__ == "__main__":

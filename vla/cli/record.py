@@ -4,14 +4,20 @@ Runs each task's scripted expert until it has `episodes` successful demonstratio
 seeds) and appends them to the zarr episode store at `out` (created if missing; a re-run resumes). Tasks may
 be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (metaworld)."""
 
-from vla.cli.config import load, print_usage, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_tasks, usage_requested
 from vla.record import RecordConfig, print_report, record
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("record", __doc__)
-    print_report(record(load("record", RecordConfig)))
+    cfg = load("record", RecordConfig)
+    require_tasks(cfg.tasks)
+    print_report(record(cfg))
+
+
+def main() -> None:
+    cli_main("vla-record", _main)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,23 @@ mock) at a fixed control rate, through the safety guard. Ctrl-C or SIGTERM stops
 
 import logging
 
-from vla.cli.config import load, print_usage, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
 from vla.runtime.run import RobotConfig, run_robot
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("robot", __doc__)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    run_robot(load("robot", RobotConfig))
+    cfg = load("robot", RobotConfig)
+    if not cfg.policy.startswith(("ws://", "wss://")):
+        require_path(cfg.policy, "policy checkpoint")
+    require_tasks(cfg.tasks)
+    run_robot(cfg)
+
+
+def main() -> None:
+    cli_main("vla-robot", _main)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,16 @@ Serves a checkpoint over a websocket (msgpack + numpy, never pickle); GET /healt
 import asyncio
 import logging
 
-from vla.cli.config import load, print_usage, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_path, usage_requested
 from vla.runtime.server import PolicyServer, ServeConfig, checkpoint_id
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("serve", __doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load("serve", ServeConfig)
+    require_path(cfg.checkpoint, "checkpoint")
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
         logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)
     from vla.policies.vla_policy import VLAPolicy
@@ -24,6 +25,10 @@ def main() -> None:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:
         pass
+
+
+def main() -> None:
+    cli_main("vla-serve", _main)
 
 
 if __name__ == "__main__":

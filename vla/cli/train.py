@@ -2,15 +2,21 @@
 
 Trains the VLA on an episode store. Several processes: accelerate launch --num_processes N -m vla.cli.train ..."""
 
-from vla.cli.config import load, print_usage, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_path, usage_requested
 from vla.train import TrainConfig, train
 
 
-def main() -> None:
+def _main() -> None:
     if usage_requested():
         return print_usage("train", __doc__)
-    out = train(load("train", TrainConfig))
+    cfg = load("train", TrainConfig)
+    require_path(cfg.dataset, "dataset")
+    out = train(cfg)
     print(f"checkpoint: {out}  (loss curve: {out / 'loss.png'})")
+
+
+def main() -> None:
+    cli_main("vla-train", _main)
 
 
 if __name__ == "__main__":

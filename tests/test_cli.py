@@ -1,0 +1,25 @@
+"""A user's mistake on the command line ends in one line that names it and exit code 2, before any work."""
+
+import subprocess
+import sys
+
+import pytest
+
+CASES = [
+    ("vla.cli.record", ["tasks=[mt11]"], "unknown task or task group 'mt11'"),
+    ("vla.cli.record", ["episodes=0"], "episodes must be >= 1"),
+    ("vla.cli.record", ["nope=1"], "Could not override 'nope'"),
+    ("vla.cli.train", ["dataset=/no/such/store.zarr"], "dataset /no/such/store.zarr does not exist"),
+    ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
+    ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
+]
+
+
+@pytest.mark.parametrize(("module", "args", "message"), CASES, ids=[f"{m}:{a[0]}" for m, a, _ in CASES])
+def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be written before the input is checked"
