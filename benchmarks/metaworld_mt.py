@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 # Table 2 of SmolVLA (arXiv 2506.01844) and Evo-1 (arXiv 2511.04555): success %, 10 episodes per task,
 # 480x480 corner2 images, pretrained VLM backbones or GPU training.
@@ -48,11 +48,11 @@ EVAL_SEED = 100_000
 def protocol_differences(args) -> list[str]:
     return [
         f"images {args.image_size}x{args.image_size} (published: 480x480), same corner2 camera as lerobot",
-        f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here "
-        "(published: each paper's own demonstration set)",
+        (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here "
+         "(published: each paper's own demonstration set)"),
         f"{args.eval_episodes} evaluation episodes per task on seeds {EVAL_SEED}+ (published: 10)",
-        "backbone: the embedded 5.6M-parameter model trained from scratch on 2 CPU cores "
-        "(published: pretrained VLMs of 0.45B-3.5B, trained on GPUs)",
+        ("backbone: the embedded 5.6M-parameter model trained from scratch on 2 CPU cores "
+         "(published: pretrained VLMs of 0.45B-3.5B, trained on GPUs)"),
         f"episode limit {args.max_episode_steps} steps (Meta-World's own)",
     ]
 

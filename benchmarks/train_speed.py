@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 # Each lever on top of the previous row; "today" is the configuration before this benchmark existed
 # (ByT5 bytes, fp32, SDPA), the last row is the new default.

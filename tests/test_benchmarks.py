@@ -33,7 +33,7 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
     assert not (out / "train" / "config.json").exists(), "training finished before it could be interrupted"
     recorded = json.loads((out / "record_report.json").read_text())
 
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     steps = [json.loads(line)["step"] for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
     assert steps.count(1) == 1 and steps[-1] == 60, "the rerun must continue from a checkpoint, not start over"

@@ -18,7 +18,7 @@ CASES = [
 @pytest.mark.parametrize(("module", "args", "message"), CASES, ids=[f"{m}:{a[0]}" for m, a, _ in CASES])
 def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
     done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=120)
+                          timeout=120, check=False)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr

@@ -78,8 +78,8 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path):
 
 def test_sigkill_during_vla_record_keeps_saved_episodes(tmp_path):
     """Kill `vla-record` in the middle of an episode; the saved ones replay exactly from their seeds."""
-    from vla.envs.registry import make_env
     from vla.envs.metaworld import MetaWorldExpert
+    from vla.envs.registry import make_env
     from vla.record import run_episode
 
     path = tmp_path / "demos.zarr"

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from vla.envs import list_tasks, make_env
-from vla.envs.metaworld import MetaWorldEnv
-from vla.envs.metaworld import MetaWorldExpert
+from vla.envs.metaworld import MetaWorldEnv, MetaWorldExpert
 from vla.schema import IMAGE_PREFIX, STATE_KEY, TASK_KEY
 
 ALL_TASKS = list_tasks()

@@ -6,9 +6,9 @@ import urllib.request
 import msgpack
 import numpy as np
 import pytest
+from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from websockets.sync.client import connect
 
-from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from vla.envs.metaworld import metaworld_schema
 from vla.runtime.client import InferenceTimeout, PolicyClient, ServerError
 from vla.runtime.controller import Controller, RemotePolicy
@@ -24,7 +24,7 @@ LIMITS = Limits(-np.ones(4), np.ones(4), max_delta=0.25, hold=[False, False, Fal
 class StubPolicy:
     """Returns a fixed chunk (or NaN/huge ones), optionally slowly: the faults a real policy could have."""
 
-    class cfg:  # noqa: N801 - mimics VLAPolicy.cfg
+    class cfg:
         chunk_size, n_action_steps = 4, 4
 
     def __init__(self, value=0.5, delay_s=0.0):

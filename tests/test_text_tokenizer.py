@@ -1,10 +1,11 @@
 import pytest
+from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from transformers import ByT5Tokenizer
 
-from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 from vla.model import text_tokenizer
 from vla.model.vla_model import VLAModel
 from vla.schema import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, Feature, Schema
+
 
 def camera_schema() -> Schema:
     """One camera at the tiny model's size, without building a simulator."""

@@ -16,14 +16,15 @@ import numpy as np
 from tqdm import tqdm
 
 from vla.datasets.episode_store import EpisodeStore
-from vla.envs import make_env, resolve_tasks, suite_of
+from vla.envs import resolve_tasks, suite_of
 from vla.policies.protocol import batch_observation
 from vla.schema import TASK_KEY
 
 
 @dataclass
 class RecordConfig:
-    tasks: list[str] = field(default_factory=lambda: ["drawer-close-v3"])  # tasks, groups (mt10, easy) or suites
+    # task names, groups (mt10, easy, ...) or suites; the demo's tasks by default, as in configs/record.yaml
+    tasks: list[str] = field(default_factory=lambda: ["drawer-close-v3", "door-open-v3", "door-close-v3"])
     episodes: int = 30  # successful demonstrations wanted per task
     max_attempts: int | None = None  # seeds tried per task at most; None: 2 x episodes + 10
     out: str = "data/demos.zarr"

@@ -12,8 +12,8 @@ import weakref
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
 _live: weakref.WeakSet = weakref.WeakSet()
 
