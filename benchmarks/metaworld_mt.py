@@ -141,12 +141,12 @@ def print_tables(results: dict) -> None:
     for task, r in sorted(results["tasks"].items(), key=lambda kv: (kv[1]["group"], kv[0])):
         print(f"{task:<30} {r['group']:<10} {r['success_rate']:>8.0%}")
     cols = ["easy", "medium", "hard", "very_hard"]
-    print(f"\n{'policy':<34}" + "".join(f"{c:>10}" for c in cols) + f"{'mean of groups':>16}")
+    print(f"\n{'policy':<42}" + "".join(f"{c:>10}" for c in cols) + f"{'mean of groups':>16}")
     ours = {g: 100 * v for g, v in results["groups"].items()}
     row = "".join(f"{ours[c]:>10.1f}" if c in ours else f"{'-':>10}" for c in cols)
-    print(f"{'vla (this run, ' + results['suite'] + ')':<34}{row}{100 * results['mean_of_groups']:>16.1f}")
+    print(f"{'vla (this run, ' + results['suite'] + ')':<42}{row}{100 * results['mean_of_groups']:>16.1f}")
     for name, pub in PUBLISHED.items():
-        print(f"{name + ' (MT50)':<34}" + "".join(f"{pub[c]:>10.1f}" for c in cols) + f"{pub['mean_of_groups']:>16.1f}")
+        print(f"{name + ' (MT50)':<42}" + "".join(f"{pub[c]:>10.1f}" for c in cols) + f"{pub['mean_of_groups']:>16.1f}")
     print(f"\nmean over tasks {results['mean_over_tasks']:.1%}, mean of group means {results['mean_of_groups']:.1%}, "
           f"wall {results['wall_s'] / 60:.1f} min")
     print("protocol differences from the published rows:\n  - " + "\n  - ".join(results["protocol_differences"]))

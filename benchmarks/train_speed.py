@@ -19,6 +19,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -34,6 +36,7 @@ CONFIGS = {
     "+ eager attention (new default)": [],
 }
 TODAY, NEW = "today (byt5, fp32, sdpa)", "+ eager attention (new default)"
+BATCH_SIZE = 32
 
 
 def record_demos(out: Path, episodes: int) -> Path:
@@ -47,20 +50,19 @@ def record_demos(out: Path, episodes: int) -> Path:
 
 
 def measure(store: Path, run_dir: Path, overrides: list[str], steps: int, warmup: int) -> dict:
-    from vla.cli.config import load
-    from vla.train import METRICS_FILE, TrainConfig, train
+    from vla.train import METRICS_FILE
 
-    if (run_dir / METRICS_FILE).exists():
+    if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished measurement is not resumed: its timing would mix two runs
-    cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run_dir}", f"steps={steps}",
-                                      f"save_every={steps}", *overrides])
-    train(cfg)
+    # One process per configuration: accelerate's precision is fixed for the life of a process.
+    subprocess.run([sys.executable, "-m", "vla.cli.train", f"dataset={store}", f"out={run_dir}", f"steps={steps}",
+                    f"save_every={steps}", f"batch_size={BATCH_SIZE}", *overrides], check=True)
     rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
     first, last = rows[warmup - 1], rows[-1]
-    rate = (last["step"] - first["step"]) * cfg.batch_size / (last["time_s"] - first["time_s"])
+    rate = (last["step"] - first["step"]) * BATCH_SIZE / (last["time_s"] - first["time_s"])
     tail = rows[-max(1, steps // 10):]
     return {"samples_per_s": rate, "loss_at_equal_samples": float(np.mean([r["loss"] for r in tail])),
-            "samples": steps * cfg.batch_size, "overrides": overrides, "losses": [r["loss"] for r in rows]}
+            "samples": steps * BATCH_SIZE, "overrides": overrides, "losses": [r["loss"] for r in rows]}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -96,7 +98,7 @@ def main() -> None:
     configs = {name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
                for i, (name, overrides) in enumerate(CONFIGS.items())}
     results = {"configs": configs, "speedup": configs[NEW]["samples_per_s"] / configs[TODAY]["samples_per_s"],
-               "steps": args.steps, "batch_size": 32, "dataset": str(store)}
+               "steps": args.steps, "batch_size": BATCH_SIZE, "dataset": str(store)}
     print(f"\n{'configuration':<34} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22}")
     for name, r in configs.items():
         print(f"{name:<34} {r['samples_per_s']:>10.1f} {r['samples_per_s'] / configs[TODAY]['samples_per_s']:>8.2f} "
