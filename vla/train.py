@@ -47,8 +47,8 @@ class TrainConfig:
     max_memory_gb: float = 4.0  # images up to this size are read into memory, larger datasets per batch
     seed: int = 0
     resume: bool = False
-    # "auto": bf16 autocast on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX: measured 1.4x the fp32
-    # step here, benchmarks/train_speed.py); otherwise fp32. Weights and optimizer state stay fp32 either way.
+    # "auto": bf16 autocast on a GPU, and on a CPU with native bf16 (AVX512-BF16/AMX; benchmarks/train_speed.py
+    # measures the gain); otherwise fp32. Weights and optimizer state stay fp32 either way.
     precision: str = "auto"
     model: VLAConfig = field(default_factory=VLAConfig)
 

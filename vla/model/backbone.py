@@ -46,8 +46,8 @@ class BackboneConfig:
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
-    # transformers' attn_implementation. The embedded model's ~60-token sequences train 1.25x faster on a CPU
-    # with eager attention than with SDPA's CPU kernels (benchmarks/train_speed.py); "sdpa" (or
+    # transformers' attn_implementation. The embedded model's ~60-token sequences train faster on a CPU with
+    # eager attention than with SDPA's CPU kernels (benchmarks/train_speed.py measures it); "sdpa" (or
     # "flash_attention_2") is the choice on a GPU and for a pretrained backbone's long sequences.
     attention: str = "eager"
 
