@@ -30,7 +30,8 @@ import numpy as np
 # Each lever on top of the previous row; "today" is the configuration before this benchmark existed
 # (ByT5 bytes, fp32, SDPA), the last row is the new default.
 CONFIGS = {
-    "today (byt5, fp32, sdpa)": ["model.backbone.text_tokenizer=byt5", "precision=fp32", "model.backbone.attention=sdpa"],
+    "today (byt5, fp32, sdpa)": ["model.backbone.text_tokenizer=byt5", "precision=fp32",
+                                 "model.backbone.attention=sdpa"],
     "+ fitted BPE prompt": ["precision=fp32", "model.backbone.attention=sdpa"],
     "+ bf16 autocast": ["model.backbone.attention=sdpa"],
     "+ eager attention (new default)": [],

@@ -9,7 +9,8 @@ from vla.schema import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, Feature, Schema
 
 def camera_schema() -> Schema:
     """One camera at the tiny model's size, without building a simulator."""
-    return Schema(observation={IMAGE_PREFIX + "cam": Feature(IMAGE_PREFIX + "cam", (TINY_IMAGE, TINY_IMAGE, 3), "uint8"),
+    camera = IMAGE_PREFIX + "cam"
+    return Schema(observation={camera: Feature(camera, (TINY_IMAGE, TINY_IMAGE, 3), "uint8"),
                                STATE_KEY: Feature(STATE_KEY, (4,), "float32")},
                   action=Feature(ACTION_KEY, (4,), "float32"), fps=10.0)
 
