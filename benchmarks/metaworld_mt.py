@@ -29,6 +29,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
+from vla.envs.metaworld import MetaWorldSuite
+from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
+
+GROUPS = MetaWorldSuite.difficulty_groups  # the published rows' column order
+
 # Table 2 of SmolVLA (arXiv 2506.01844) and Evo-1 (arXiv 2511.04555): success %, 10 episodes per task,
 # 480x480 corner2 images, pretrained VLM backbones or GPU training.
 PUBLISHED = {
@@ -42,7 +47,6 @@ PUBLISHED = {
 # Training steps (batch 32) per suite, sized to the time limits on 2 cores: MT10 in 60 minutes in all, MT50 in 4
 # hours (at ~100 samples/s, benchmarks/train_speed.py).
 STEPS = {"mt10": 6000, "mt50": 25000}
-EVAL_SEED = 100_000
 
 
 def protocol_differences(args) -> list[str]:
@@ -90,14 +94,14 @@ def stage_train(args, store: Path, progress: Progress) -> Path:
 
     run = args.out / "train"
     last = latest_checkpoint(run)
-    if last is not None and last.name == f"step_{args.steps:06d}" and (run / "config.json").is_file():
-        return run
-    t0 = time.perf_counter()
-    cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run}", f"steps={args.steps}",
-                                      f"save_every={args.save_every}", f"resume={last is not None}", *args.set])
-    train(cfg)
-    progress.add("train", time.perf_counter() - t0)
-    return run
+    final = run / "checkpoints" / f"step_{args.steps:06d}"  # complete once it exists (renamed into place)
+    if last != final:
+        t0 = time.perf_counter()
+        cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run}", f"steps={args.steps}",
+                                          f"save_every={args.save_every}", f"resume={last is not None}", *args.set])
+        train(cfg)
+        progress.add("train", time.perf_counter() - t0)
+    return final
 
 
 def stage_evaluate(args, checkpoint: Path, tasks: list[str], progress: Progress) -> dict[str, dict]:
@@ -128,7 +132,7 @@ def summarize(args, per_task: dict[str, dict], progress: Progress) -> dict:
     tasks = {t: {"success_rate": r["success_rate"], "episodes": r["episodes"], "group": suite.group_of(t)}
              for t, r in per_task.items()}
     groups = {g: float(np.mean([r["success_rate"] for r in tasks.values() if r["group"] == g]))
-              for g in suite.difficulty_groups if any(r["group"] == g for r in tasks.values())}
+              for g in GROUPS if any(r["group"] == g for r in tasks.values())}
     return {"suite": args.suite, "tasks": tasks, "groups": groups,
             "mean_over_tasks": float(np.mean([r["success_rate"] for r in tasks.values()])),
             "mean_of_groups": float(np.mean(list(groups.values()))), "wall_s": progress.wall_s,
@@ -140,13 +144,13 @@ def print_tables(results: dict) -> None:
     print(f"\n{'task':<30} {'group':<10} {'success':>8}")
     for task, r in sorted(results["tasks"].items(), key=lambda kv: (kv[1]["group"], kv[0])):
         print(f"{task:<30} {r['group']:<10} {r['success_rate']:>8.0%}")
-    cols = ["easy", "medium", "hard", "very_hard"]
-    print(f"\n{'policy':<42}" + "".join(f"{c:>10}" for c in cols) + f"{'mean of groups':>16}")
+    print(f"\n{'policy':<42}" + "".join(f"{c:>10}" for c in GROUPS) + f"{'mean of groups':>16}")
     ours = {g: 100 * v for g, v in results["groups"].items()}
-    row = "".join(f"{ours[c]:>10.1f}" if c in ours else f"{'-':>10}" for c in cols)
+    row = "".join(f"{ours[c]:>10.1f}" if c in ours else f"{'-':>10}" for c in GROUPS)
     print(f"{'vla (this run, ' + results['suite'] + ')':<42}{row}{100 * results['mean_of_groups']:>16.1f}")
     for name, pub in PUBLISHED.items():
-        print(f"{name + ' (MT50)':<42}" + "".join(f"{pub[c]:>10.1f}" for c in cols) + f"{pub['mean_of_groups']:>16.1f}")
+        cells = "".join(f"{pub[c]:>10.1f}" for c in GROUPS)
+        print(f"{name + ' (MT50)':<42}{cells}{pub['mean_of_groups']:>16.1f}")
     print(f"\nmean over tasks {results['mean_over_tasks']:.1%}, mean of group means {results['mean_of_groups']:.1%}, "
           f"wall {results['wall_s'] / 60:.1f} min")
     print("protocol differences from the published rows:\n  - " + "\n  - ".join(results["protocol_differences"]))
@@ -155,13 +159,12 @@ def print_tables(results: dict) -> None:
 def plot(results: dict, path: Path) -> None:
     from vla.plots import plt
 
-    cols = ["easy", "medium", "hard", "very_hard"]
     rows = {f"vla ({results['suite']})": {g: 100 * v for g, v in results["groups"].items()}} | PUBLISHED
     fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / len(rows)
     for i, (name, r) in enumerate(rows.items()):
-        ax.bar(np.arange(len(cols)) + i * width, [r.get(c, 0.0) for c in cols], width, label=name)
-    ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, cols)
+        ax.bar(np.arange(len(GROUPS)) + i * width, [r.get(c, 0.0) for c in GROUPS], width, label=name)
+    ax.set_xticks(np.arange(len(GROUPS)) + 0.4 - width / 2, GROUPS)
     ax.set(ylabel="success %", ylim=(0, 100), title="Meta-World success by difficulty group")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

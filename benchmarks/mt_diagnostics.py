@@ -2,7 +2,7 @@
 
     python benchmarks/mt_diagnostics.py --run runs/mt10 [--closed-loop reach-v3,push-v3,window-open-v3]
 
-Works on a `benchmarks/metaworld_mt.py` output directory (DIR/train is the checkpoint, DIR/demos.zarr its data).
+Works on a `benchmarks/metaworld_mt.py` output directory (DIR/train the run, DIR/demos.zarr its data).
 1. Instruction sensitivity: open-loop chunks on 64 training frames of a task, predicted with its own
    instruction, with the instruction of a task that shares its scene, and blanked; L1 to the demonstrated
    actions in normalized units. A policy that ignores its words scores the same in all three columns.
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     args = parser.parse_args()
     if not (args.run / "train" / "config.json").is_file():
-        parser.error(f"{args.run / 'train'} holds no finished checkpoint")
+        parser.error(f"{args.run / 'train'} holds no finished training run")
 
     from vla.datasets.episode_store import EpisodeStore
     from vla.policies.vla_policy import VLAPolicy

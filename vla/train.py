@@ -9,6 +9,7 @@ the batches ahead (the same batches as with none).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,6 +74,19 @@ def mixed_precision(precision: str) -> str:
 def latest_checkpoint(out: Path) -> Path | None:
     ckpts = sorted((out / "checkpoints").glob("step_*"))
     return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(out: Path, policy: VLAPolicy, optimizer, step: int) -> Path:
+    """out/checkpoints/step_N, written beside its place and renamed into it: a run killed while saving leaves
+    no half-written checkpoint for `resume=true` to load (`latest_checkpoint` skips the hidden partial)."""
+    final = out / "checkpoints" / f"step_{step:06d}"
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    policy.save_pretrained(partial)
+    save_training_state(partial, optimizer, step)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return final
 
 
 def save_training_state(directory: Path, optimizer, step: int) -> None:
@@ -178,8 +192,7 @@ def train(cfg: TrainConfig) -> Path:
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                ckpt = policy.save_pretrained(out / "checkpoints" / f"step_{step + 1:06d}")
-                save_training_state(ckpt, optimizer, step + 1)
+                save_checkpoint(out, policy, optimizer, step + 1)
                 plot_loss_curve(metrics_path, out / "loss.png")
     bar.close()
     if accelerator.is_main_process:
