@@ -22,15 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
+from stages import EVAL_SEED, Progress, evaluate_stage, record_stage, train_stage
+
 from vla.envs.metaworld import MetaWorldSuite
-from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
 
 GROUPS = MetaWorldSuite.difficulty_groups  # the published rows' column order
 
@@ -59,70 +59,6 @@ def protocol_differences(args) -> list[str]:
          "(published: pretrained VLMs of 0.45B-3.5B, trained on GPUs)"),
         f"episode limit {args.max_episode_steps} steps (Meta-World's own)",
     ]
-
-
-class Progress:
-    """DIR/progress.json: the seconds each finished stage took, over every sitting."""
-
-    def __init__(self, out: Path):
-        self.path = out / "progress.json"
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stage_s": {}}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.data["stage_s"][stage] = self.data["stage_s"].get(stage, 0.0) + seconds
-        self.path.write_text(json.dumps(self.data, indent=2))
-
-    @property
-    def wall_s(self) -> float:
-        return float(sum(self.data["stage_s"].values()))
-
-
-def stage_record(args, tasks: list[str], progress: Progress) -> Path:
-    from vla.record import RecordConfig, print_report, record
-
-    store, t0 = args.out / "demos.zarr", time.perf_counter()
-    report = record(RecordConfig(tasks=tasks, episodes=args.demos, out=str(store), image_size=args.image_size))
-    print_report(report)
-    (args.out / "record_report.json").write_text(json.dumps(report, indent=2))
-    progress.add("record", time.perf_counter() - t0)
-    return store
-
-
-def stage_train(args, store: Path, progress: Progress) -> Path:
-    from vla.cli.config import load
-    from vla.train import TrainConfig, latest_checkpoint, train
-
-    run = args.out / "train"
-    last = latest_checkpoint(run)
-    final = run / "checkpoints" / f"step_{args.steps:06d}"  # complete once it exists (renamed into place)
-    if last != final:
-        t0 = time.perf_counter()
-        cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run}", f"steps={args.steps}",
-                                          f"save_every={args.save_every}", f"resume={last is not None}", *args.set])
-        train(cfg)
-        progress.add("train", time.perf_counter() - t0)
-    return final
-
-
-def stage_evaluate(args, checkpoint: Path, tasks: list[str], progress: Progress) -> dict[str, dict]:
-    from vla.evaluate import evaluate_policy
-    from vla.policies.vla_policy import VLAPolicy
-
-    out = args.out / "eval"
-    out.mkdir(exist_ok=True)
-    policy = VLAPolicy.from_pretrained(checkpoint)
-    results = {}
-    for task in tasks:
-        path = out / f"{task}.json"
-        if not path.is_file():
-            t0 = time.perf_counter()
-            r = evaluate_policy(policy, [task], args.eval_episodes, EVAL_SEED, args.max_episode_steps,
-                                args.eval_episodes, policy.schema, out=None, video=False)
-            path.write_text(json.dumps(r["tasks"][task]))
-            progress.add("evaluate", time.perf_counter() - t0)
-            print(f"{task}: {r['tasks'][task]['success_rate']:.0%}", flush=True)
-        results[task] = json.loads(path.read_text())
-    return results
 
 
 def summarize(args, per_task: dict[str, dict], progress: Progress) -> dict:
@@ -198,9 +134,9 @@ def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
-    store = stage_record(args, args.tasks, progress)
-    checkpoint = stage_train(args, store, progress)
-    per_task = stage_evaluate(args, checkpoint, args.tasks, progress)
+    store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress)
+    checkpoint = train_stage(args.out, store, args.steps, args.save_every, args.set, progress)
+    per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress)
     results = summarize(args, per_task, progress)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "groups.png")

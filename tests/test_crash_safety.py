@@ -94,7 +94,7 @@ def test_sigkill_during_vla_record_keeps_saved_episodes(tmp_path):
     env = make_env("drawer-close-v3", image_size=32, max_episode_steps=150)
     for i in range(store.num_episodes):
         saved = store.episode(i)
-        replay, success = run_episode(env, MetaWorldExpert(env), saved["seed"])
+        replay, success, _ = run_episode(env, MetaWorldExpert(env), saved["seed"])
         assert success and saved["success"]
         for key in store.keys:
             np.testing.assert_array_equal(saved[key], replay[key], err_msg=f"episode {i} {key}")

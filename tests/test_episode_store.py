@@ -184,3 +184,25 @@ def test_streamed_and_in_memory_loading_agree_and_workers_do_not_change_batches(
         for key in x:
             np.testing.assert_array_equal(x[key], y[key])
     assert not np.array_equal(single[0]["images"], single[1]["images"])  # steps draw different batches
+
+
+def test_structured_goals_are_kept_and_a_store_older_than_them_still_opens(tmp_path):
+    import shutil
+
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    lift = {"skill": "lift", "color": "red", "shape": "cube"}
+    store.add_episode(episode(3), task="lift the red cube", seed=0, success=True, goal=lift)
+    store.add_episode(episode(4), task="close it", seed=1, success=True)
+    store.add_episode(episode(2), task="pick up the red cube", seed=2, success=True, goal=dict(lift))
+    ro = EpisodeStore.open(tmp_path / "s.zarr")
+    assert ro.episode_goals() == [lift, None, lift] and ro.goals == [lift]  # one table entry per distinct goal
+    assert ro.episode(2)["goal"] == lift
+    kept = store.drop_episodes([0])
+    assert kept.episode_goals() == [None, lift]
+
+    # a store written before goals existed: read-only it reads as goal-less, opened to append it gains the array
+    shutil.rmtree(tmp_path / "s.zarr" / "meta" / "episode_goal_index")
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_goals() == [None, None]
+    old = EpisodeStore.open(tmp_path / "s.zarr", "a")
+    old.add_episode(episode(2), task="lift the red cube", seed=3, success=True, goal=lift)
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_goals() == [None, None, lift]

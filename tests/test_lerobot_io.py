@@ -35,7 +35,7 @@ def test_round_trip_keeps_everything_and_images_within_the_codec(tiny_store, exp
         a, b = src.episode(i), back.episode(i)
         for key in ("observation.state", "action"):
             np.testing.assert_array_equal(a[key], b[key])  # exact
-        for key in ("task", "seed", "success", "source"):
+        for key in ("task", "seed", "success", "source", "goal"):
             assert a[key] == b[key], key
         psnrs.append(psnr(a["observation.images.corner2"], b["observation.images.corner2"]))
     print(f"round-trip image PSNR: min {min(psnrs):.1f} dB, mean {np.mean(psnrs):.1f} dB")

@@ -55,10 +55,10 @@ def run_batch(policy, envs: list, seeds: list[int], max_steps: int, frames: list
     obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
     policy.reset()
     done, success = [False] * len(envs), [False] * len(envs)
-    image_key = envs[0].schema.image_keys[0]
+    image_keys = envs[0].schema.image_keys
     for _ in range(max_steps):
         if frames is not None and not done[0]:
-            frames.append(obs[0][image_key])
+            frames.append(np.concatenate([obs[0][k] for k in image_keys], axis=1))  # cameras side by side
         actions = policy.select_action(stack_observations(obs))
         for i, env in enumerate(envs):
             if done[i]:

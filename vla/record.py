@@ -45,8 +45,9 @@ class RecordConfig:
         return self.max_attempts if self.max_attempts is not None else 2 * self.episodes + 10
 
 
-def run_episode(env, policy, seed: int) -> tuple[dict, bool]:
-    obs, _ = env.reset(seed=seed)
+def run_episode(env, policy, seed: int) -> tuple[dict, bool, dict | None]:
+    """-> (frames, success, the structured goal the env reported at reset, if it has one)."""
+    obs, reset_info = env.reset(seed=seed)
     policy.reset()
     frames: dict[str, list] = {k: [] for k in obs if k != TASK_KEY}
     frames["action"] = []
@@ -61,7 +62,7 @@ def run_episode(env, policy, seed: int) -> tuple[dict, bool]:
         success = bool(info["is_success"])
         if terminated or truncated:
             break
-    return {k: np.stack(v) for k, v in frames.items()}, success
+    return {k: np.stack(v) for k, v in frames.items()}, success, reset_info.get("goal")
 
 
 def stored_progress(store: EpisodeStore, seed: int) -> dict[str, tuple[int, int]]:
@@ -100,10 +101,10 @@ def record(cfg: RecordConfig) -> dict:
         bar.update(min(kept, cfg.episodes))
         expert = suite.make_expert(env)
         while kept < cfg.episodes and next_seed - cfg.seed < cfg.attempts_cap:
-            episode, success = run_episode(env, expert, next_seed)
-            if success:
+            episode, success, goal = run_episode(env, expert, next_seed)
+            if success:  # env.instruction: the one this episode was given (grounding suites draw one per episode)
                 store.add_episode(episode, task=env.instruction, seed=next_seed, success=True, env_task=task,
-                                  source=f"sim:{suite.name}")
+                                  source=f"sim:{suite.name}", goal=goal)
                 kept += 1
                 bar.update(1)
             next_seed += 1

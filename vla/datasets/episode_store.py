@@ -6,6 +6,7 @@
     <root>/meta/episode_seed           int64
     <root>/meta/episode_success        bool
     <root>/meta/episode_source_index   int32 (index into the source table: "sim:metaworld", "lerobot:<dir>"...)
+    <root>/meta/episode_goal_index     int32 (index into the goal table of structured goals, -1: none)
     <root>/meta/episode_ends           int64, written last: the commit marker
 
 An episode exists once `episode_ends` holds its end. Everything else is written before, so a crash (even
@@ -30,7 +31,8 @@ from vla.schema import TASK_KEY, Schema, SchemaError
 
 FORMAT = "vla.episode_store/1"
 META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool",
-             "episode_source_index": "int32"}
+             "episode_source_index": "int32", "episode_goal_index": "int32"}
+ADDED_META = {"episode_goal_index": -1}  # meta arrays newer than format 1; opening an older store adds them
 IMAGE_CHUNK_FRAMES = 64
 LOWDIM_CHUNK_FRAMES = 4096
 
@@ -53,6 +55,8 @@ class EpisodeStore:
         if attrs.get("format") != FORMAT:
             raise StoreError(f"{path}: not a vla episode store (format attr {attrs.get('format')!r})")
         self.schema = Schema.from_json(attrs["schema"])
+        if writable:
+            self._add_missing_meta()
         self._check_consistent()
 
     # ---- opening -------------------------------------------------------------------------------------
@@ -77,7 +81,7 @@ class EpisodeStore:
         for key, dtype in {**META_KEYS, "episode_ends": "int64"}.items():
             meta.create_array(key, shape=(0,), chunks=(LOWDIM_CHUNK_FRAMES,), dtype=dtype)
         root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "fps": schema.fps, "tasks": [],
-                           "sources": [], "env_tasks": {}})
+                           "sources": [], "env_tasks": {}, "goals": []})
         path.parent.mkdir(parents=True, exist_ok=True)
         os.rename(building, path)
         return cls.open(path, "a")
@@ -121,7 +125,18 @@ class EpisodeStore:
         return self._root[f"data/{key}"]
 
     def episode_meta(self, key: str) -> np.ndarray:
+        if key in ADDED_META and f"meta/{key}" not in self._root:  # an older store opened read-only
+            return np.full(self.num_episodes, ADDED_META[key], dtype=META_KEYS[key])
         return self._root[f"meta/{key}"][: self.num_episodes]
+
+    @property
+    def goals(self) -> list[dict]:
+        return list(self._root.attrs.get("goals", []))
+
+    def episode_goals(self) -> list[dict | None]:
+        """The structured goal of each episode (what its instruction asks, as the env defines it), or None."""
+        table = self.goals
+        return [table[i] if i >= 0 else None for i in self.episode_meta("episode_goal_index")]
 
     def episode_tasks(self) -> list[str]:
         table = self.tasks
@@ -140,6 +155,7 @@ class EpisodeStore:
         ep["seed"] = int(self._root["meta/episode_seed"][index])
         ep["success"] = bool(self._root["meta/episode_success"][index])
         ep["source"] = self.sources[int(self._root["meta/episode_source_index"][index])]
+        ep["goal"] = self.episode_goals()[index]
         return ep
 
     def iter_episodes(self) -> Iterator[dict]:
@@ -157,9 +173,10 @@ class EpisodeStore:
         return list(self._root.attrs.get("sources", []))
 
     def add_episode(self, episode: dict, task: str, seed: int, success: bool, env_task: str | None = None,
-                    source: str = "unknown") -> int:
+                    source: str = "unknown", goal: dict | None = None) -> int:
         """Append one episode (arrays with a leading time axis). `task` is the instruction, `source` where
-        it came from ("sim:metaworld", "lerobot:<dataset>", "robot:<name>").
+        it came from ("sim:metaworld", "lerobot:<dataset>", "robot:<name>"), `goal` the structured goal the
+        instruction states (JSON-able; a grounding suite's target object, skill and where to).
 
         Returns the episode's index once committed."""
         if not self.writable:
@@ -171,16 +188,17 @@ class EpisodeStore:
             arr = self.array(key)
             arr.resize((start + length, *arr.shape[1:]))
             arr[start : start + length] = episode[key]
-        tasks, sources = self.tasks, self.sources
-        for table, value, name in ((tasks, task, "tasks"), (sources, source, "sources")):
-            if value not in table:
+        tasks, sources, goals = self.tasks, self.sources, self.goals
+        for table, value, name in ((tasks, task, "tasks"), (sources, source, "sources"), (goals, goal, "goals")):
+            if value is not None and value not in table:
                 table.append(value)
                 self._root.attrs[name] = table
         if env_task is not None and self.env_tasks.get(task) != env_task:
             self._root.attrs["env_tasks"] = {**self.env_tasks, task: env_task}
         index = self.num_episodes
         for key, value in [("episode_task_index", tasks.index(task)), ("episode_seed", seed),
-                           ("episode_success", success), ("episode_source_index", sources.index(source))]:
+                           ("episode_success", success), ("episode_source_index", sources.index(source)),
+                           ("episode_goal_index", goals.index(goal) if goal is not None else -1)]:
             self._append_meta(key, index, value)
         self._append_meta("episode_ends", index, start + length)  # the commit
         return index
@@ -206,6 +224,16 @@ class EpisodeStore:
         return length
 
     # ---- consistency ---------------------------------------------------------------------------------
+    def _add_missing_meta(self) -> None:
+        """Give a store written before a meta array existed that array, filled for its episodes; written
+        before any new episode, so the commit order of `add_episode` holds from then on."""
+        for key, fill in ADDED_META.items():
+            if f"meta/{key}" not in self._root:
+                n = self._root["meta/episode_ends"].shape[0]
+                arr = self._root["meta"].create_array(key, shape=(n,), chunks=(LOWDIM_CHUNK_FRAMES,),
+                                                      dtype=META_KEYS[key], fill_value=fill)
+                arr[:] = fill
+
     def _tail_report(self) -> list[str]:
         """What lies beyond the last committed episode (left by a crash mid-write)."""
         frames, n = self.num_frames, self.num_episodes
@@ -218,7 +246,8 @@ class EpisodeStore:
 
     def _check_consistent(self) -> None:
         expected = {f"data/{k}": (f.dtype, f.shape) for k, f in self.schema.features.items()}
-        expected |= {f"meta/{k}": (dtype, ()) for k, dtype in {**META_KEYS, "episode_ends": "int64"}.items()}
+        expected |= {f"meta/{k}": (dtype, ()) for k, dtype in {**META_KEYS, "episode_ends": "int64"}.items()
+                     if k not in ADDED_META or f"meta/{k}" in self._root}
         for name, (dtype, shape) in expected.items():
             if name not in self._root:
                 raise StoreError(f"{self.path}: array {name} is missing")
@@ -236,6 +265,8 @@ class EpisodeStore:
                     f"{self.path}: data/{key} has {got} frames but meta/episode_ends says {self.num_frames}"
                 )
         for key in META_KEYS:
+            if f"meta/{key}" not in self._root:
+                continue  # an ADDED_META array of an older store opened read-only
             got = self._root[f"meta/{key}"].shape[0]
             if got < self.num_episodes:
                 raise StoreError(
@@ -282,7 +313,7 @@ class EpisodeStore:
             if i not in drop:
                 ep = self.episode(i)
                 new.add_episode({k: ep[k] for k in self.keys}, ep[TASK_KEY], ep["seed"], ep["success"],
-                                env_tasks.get(ep[TASK_KEY]), ep["source"])
+                                env_tasks.get(ep[TASK_KEY]), ep["source"], ep["goal"])
         os.replace(self.path, old_path)
         os.replace(new_path, self.path)
         shutil.rmtree(old_path)

@@ -1,5 +1,6 @@
-"""Every suite the package knows, and task lists by name: a task, a suite's group (`mt10`, `easy`, ...) or a
-whole suite (`metaworld`)."""
+"""Every suite the package knows, and task lists by name: a task, a suite's group (`mt10`, `easy`,
+`tabletop-heldout-compositions`, ...) or a whole suite (`metaworld`; `tabletop`, whose name is its training
+group)."""
 
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ def resolve_tasks(names: list[str]) -> list[str]:
 
 def _expand(name: str) -> list[str]:
     for suite in _SUITES.values():
+        if name in suite.groups():  # a suite's group named like the suite is what the suite's name stands for
+            return suite.groups()[name]
         if name == suite.name:
             return suite.tasks()
-        if name in suite.groups():
             return suite.groups()[name]
         if name in suite.tasks():
             return [name]
@@ -71,8 +73,10 @@ def make_env(task: str, schema: Schema | None = None, max_episode_steps: int | N
 
 def _register_builtin() -> None:
     from vla.envs.metaworld import SUITE as metaworld
+    from vla.envs.tabletop import SUITE as tabletop
 
     register_suite(metaworld)
+    register_suite(tabletop)
 
 
 _register_builtin()

@@ -56,5 +56,14 @@ class Suite(ABC):
         """The robot's command limits for the safety guard, and which dimensions hold on a stop."""
 
     @abstractmethod
-    def instruction(self, task: str) -> str:
-        """The instruction an episode of `task` is given by default."""
+    def instructions(self, task: str) -> list[str]:
+        """Every instruction an episode of `task` can be given (one for a Meta-World task, many for a
+        grounding task whose episodes each draw their own)."""
+
+
+def displacement_limits(space) -> ActionLimits:
+    """Limits of an arm commanded by end-effector displacements plus a gripper (Meta-World's action space): a
+    stop sends zero displacement and holds the gripper's last command."""
+    hold = np.zeros(space.shape, bool)
+    hold[-1] = True
+    return ActionLimits(low=space.low, high=space.high, hold=hold, rest=np.zeros(space.shape))

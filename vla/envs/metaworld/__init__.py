@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from vla.envs.metaworld.env import MetaWorldEnv, metaworld_schema, schema_camera
 from vla.envs.metaworld.expert import MetaWorldExpert
-from vla.envs.suite import ActionLimits, Suite
+from vla.envs.suite import ActionLimits, Suite, displacement_limits
 from vla.schema import Schema
 
 DEFAULT_CAMERA = "corner2"
@@ -49,15 +47,12 @@ class MetaWorldSuite(Suite):
         return MetaWorldExpert(env)
 
     def limits(self, env: MetaWorldEnv) -> ActionLimits:
-        # xyz are end-effector displacements per step (a stop sends 0); the gripper holds its last command.
-        space = env.action_space
-        return ActionLimits(low=space.low, high=space.high, hold=np.array([False, False, False, True]),
-                            rest=np.zeros(space.shape))
+        return displacement_limits(env.action_space)
 
-    def instruction(self, task: str) -> str:
+    def instructions(self, task: str) -> list[str]:
         from vla.envs.metaworld.env import instruction
 
-        return instruction(task)
+        return [instruction(task)]
 
     def group_of(self, task: str) -> str:
         """The difficulty group of a task."""

@@ -1,0 +1,81 @@
+"""The stages a suite benchmark runs (record, train, evaluate), each resuming where an interrupted run stopped,
+and the time each took over every sitting. Shared by metaworld_mt.py and tabletop.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
+
+
+class Progress:
+    """DIR/progress.json: the seconds each finished stage took, over every sitting."""
+
+    def __init__(self, out: Path):
+        self.path = out / "progress.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stage_s": {}}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.data["stage_s"][stage] = self.data["stage_s"].get(stage, 0.0) + seconds
+        self.path.write_text(json.dumps(self.data, indent=2))
+
+    @property
+    def wall_s(self) -> float:
+        return float(sum(self.data["stage_s"].values()))
+
+
+def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progress: Progress) -> tuple[Path, dict]:
+    """`demos` successful expert demonstrations per task into out/demos.zarr; -> (store, record report), the
+    report also saved as out/record_report.json."""
+    from vla.record import RecordConfig, print_report, record
+
+    store, t0 = out / "demos.zarr", time.perf_counter()
+    report = record(RecordConfig(tasks=tasks, episodes=demos, out=str(store), image_size=image_size))
+    print_report(report)
+    (out / "record_report.json").write_text(json.dumps(report, indent=2))
+    progress.add("record", time.perf_counter() - t0)
+    return store, report
+
+
+def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: list[str],
+                progress: Progress) -> Path:
+    """One VLA on the store into out/train, resuming from its last checkpoint; -> the final checkpoint."""
+    from vla.cli.config import load
+    from vla.train import TrainConfig, latest_checkpoint, train
+
+    run = out / "train"
+    last = latest_checkpoint(run)
+    final = run / "checkpoints" / f"step_{steps:06d}"  # complete once it exists (renamed into place)
+    if last != final:
+        t0 = time.perf_counter()
+        cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run}", f"steps={steps}",
+                                          f"save_every={save_every}", f"resume={last is not None}", *overrides])
+        train(cfg)
+        progress.add("train", time.perf_counter() - t0)
+    return final
+
+
+def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
+                   progress: Progress) -> dict[str, dict]:
+    """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
+    (out/eval/<task>.json), so a rerun skips it. -> task -> vla.evaluate's per-task result."""
+    from vla.evaluate import evaluate_policy
+    from vla.policies.vla_policy import VLAPolicy
+
+    folder = out / "eval"
+    folder.mkdir(exist_ok=True)
+    policy = VLAPolicy.from_pretrained(checkpoint)
+    results = {}
+    for task in tasks:
+        path = folder / f"{task}.json"
+        if not path.is_file():
+            t0 = time.perf_counter()
+            r = evaluate_policy(policy, [task], episodes, EVAL_SEED, max_episode_steps, episodes, policy.schema,
+                                out=None, video=False)
+            path.write_text(json.dumps(r["tasks"][task]))
+            progress.add("evaluate", time.perf_counter() - t0)
+            print(f"{task}: {r['tasks'][task]['success_rate']:.0%}", flush=True)
+        results[task] = json.loads(path.read_text())
+    return results

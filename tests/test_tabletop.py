@@ -1,0 +1,143 @@
+"""The tabletop grounding suite: experts, scenes where only the instruction names the target, disjoint splits,
+both cameras, and a tiny record -> train -> eval -> sim robot run on it."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import TINY_IMAGE
+
+from vla.envs import get_suite, make_env, resolve_tasks
+from vla.envs.tabletop.env import sample_episode, swapped_goal
+from vla.envs.tabletop.language import (
+    DIRECTION_WORDS,
+    HELDOUT_PAIRS,
+    HELDOUT_SKILL_PAIRS,
+    SKILLS,
+    seen_pairs,
+    templates,
+)
+from vla.envs.tabletop.scene import COLORS, SHAPES
+from vla.policies.protocol import batch_observation
+from vla.schema import TASK_KEY
+
+SUITE = get_suite("tabletop")
+
+
+@pytest.mark.parametrize("task", ["tabletop-touch", "tabletop-push", "tabletop-lift", "tabletop-place",
+                                  "tabletop-place-heldout-compositions", "tabletop-push-swapped"])
+def test_expert_solves_every_skill(task):
+    env = make_env(task, image_size=TINY_IMAGE)
+    expert = SUITE.make_expert(env)
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        expert.reset()
+        for _ in range(env.max_episode_steps):
+            obs, _, terminated, truncated, info = env.step(expert.select_action(batch_observation(obs))[0])
+            if terminated or truncated:
+                break
+        assert info["is_success"], f"{task} seed {seed}: {env.instruction!r} not done"
+    env.close()
+
+
+@pytest.mark.parametrize("split", ["seen", "heldout-compositions", "heldout-paraphrases", "heldout-words"])
+def test_every_instruction_names_exactly_one_object_of_its_scene(split):
+    for skill in SKILLS:
+        for seed in range(150):
+            scene, goal = sample_episode(skill, split, seed)
+            for g in (goal, swapped_goal(scene, goal, seed)):
+                names = [o.name for o in scene.objects]
+                assert sum(name in g.instruction for name in names) == 1, (g.instruction, names)
+                assert f"{g.color} {g.shape}" in names and f"{g.color} {g.shape}" in g.instruction
+                if g.pad:
+                    assert g.pad in [c for c, _ in scene.pads] and f"{g.pad} pad" in g.instruction
+                if g.direction:
+                    assert DIRECTION_WORDS[g.direction] in g.instruction
+            # two colors x two shapes: each object shares its color with one other and its shape with one other,
+            # so the scene alone does not single out the target
+            assert sorted(Counter(o.color for o in scene.objects).values()) == [2, 2]
+            assert sorted(Counter(o.shape for o in scene.objects).values()) == [2, 2]
+            xy = np.array([o.xy for o in scene.objects] + [xy for _, xy in scene.pads])
+            gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1)[np.triu_indices(len(xy), 1)]
+            assert gaps.min() >= 0.11 - 1e-3  # nothing overlaps (positions are rounded to 0.1 mm)
+
+
+def test_splits_are_disjoint():
+    for skill in SKILLS:
+        heldout = HELDOUT_PAIRS | HELDOUT_SKILL_PAIRS[skill]
+        assert not heldout & set(seen_pairs(skill))
+        held = templates(skill, "heldout-paraphrases") + templates(skill, "heldout-words")
+        assert len(set(held)) == 2 and not set(templates(skill, "seen")) & set(held)
+        for seed in range(200):
+            assert (sample_episode(skill, "seen", seed)[1].color, sample_episode(skill, "seen", seed)[1].shape) \
+                not in heldout
+            goal = sample_episode(skill, "heldout-compositions", seed)[1]
+            assert (goal.color, goal.shape) in heldout
+    train = {i for t in resolve_tasks(["tabletop"]) for i in SUITE.instructions(t)}
+    for group in ("tabletop-heldout-compositions", "tabletop-heldout-paraphrases", "tabletop-heldout-words"):
+        held = {i for t in resolve_tasks([group]) for i in SUITE.instructions(t)}
+        assert held and not held & train, group
+    # every color and every shape is still each skill's target in training: only the combinations are held out
+    for skill in SKILLS:
+        assert {c for c, _ in seen_pairs(skill)} == set(COLORS) and {s for _, s in seen_pairs(skill)} == set(SHAPES)
+    assert resolve_tasks(["tabletop"]) == [f"tabletop-{s}" for s in SKILLS]  # the suite's name: its training tasks
+
+
+def test_both_cameras_are_schema_valid_and_the_ablations_keep_the_scene():
+    seen, blind, swapped = (make_env(t, image_size=TINY_IMAGE) for t in
+                            ("tabletop-lift", "tabletop-lift-blind", "tabletop-lift-swapped"))
+    schema = SUITE.default_schema(TINY_IMAGE)
+    assert schema.image_keys == ["observation.images.scene", "observation.images.wrist"]
+    (obs, info), (obs_blind, info_blind), (obs_swap, info_swap) = (e.reset(seed=7) for e in (seen, blind, swapped))
+    for o in (obs, obs_blind, obs_swap):
+        schema.validate_observation(o)  # shapes, dtypes, finite
+    scene, wrist = obs["observation.images.scene"], obs["observation.images.wrist"]
+    assert scene.std() > 10 and wrist.std() > 10 and not np.array_equal(scene, wrist)
+    assert info["scene"] == info_blind["scene"] == info_swap["scene"]
+    assert obs_blind[TASK_KEY] == "" and info_blind["goal"] == info["goal"]  # judged against the hidden goal
+    assert obs_swap[TASK_KEY] != obs[TASK_KEY] and info_swap["goal"] != info["goal"]
+    np.testing.assert_array_equal(obs["observation.images.scene"], obs_swap["observation.images.scene"])
+    obs, *_ = seen.step(np.array([0.5, 0.5, -0.5, 1.0], np.float32))
+    schema.validate_observation(obs)
+    with pytest.raises(ValueError, match="tabletop env renders cameras"):
+        make_env("tabletop-touch", get_suite("metaworld").default_schema(TINY_IMAGE))
+    for e in (seen, blind, swapped):
+        e.close()
+
+
+def _run(*args):
+    result = subprocess.run([sys.executable, "-m", *args], env={**os.environ, "MUJOCO_GL": "egl"},
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_tiny_record_train_eval_and_sim_robot_on_the_suite(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+
+    store, run_dir = tmp_path / "demos.zarr", tmp_path / "run"
+    out = _run("vla.cli.record", "tasks=[tabletop]", "episodes=1", f"out={store}", f"image_size={TINY_IMAGE}")
+    assert all(f"tabletop-{s}: kept 1 of 1 attempts" in out for s in SKILLS)
+    demos = EpisodeStore.open(store)
+    assert demos.schema.image_keys == ["observation.images.scene", "observation.images.wrist"]
+    goals = demos.episode_goals()
+    assert [g["skill"] for g in goals] == list(SKILLS)  # the structured goal of every episode is kept
+    assert all(f"{g['color']} {g['shape']}" in t for g, t in zip(goals, demos.episode_tasks(), strict=True))
+    tiny = [f"model.backbone.image_size={TINY_IMAGE}", "model.backbone.patch_size=8",
+            "model.backbone.vision_hidden=32", "model.backbone.vision_layers=1", "model.backbone.text_hidden=64",
+            "model.backbone.text_layers=1", "model.backbone.head_dim=32", "model.chunk_size=4",
+            "model.n_action_steps=4"]
+    _run("vla.cli.train", f"dataset={store}", f"out={run_dir}", "steps=2", "batch_size=4", *tiny)
+    _run("vla.cli.evaluate", f"checkpoint={run_dir}", "tasks=[tabletop-touch,tabletop-touch-swapped]",
+         "episodes=2", "max_episode_steps=4", f"out={run_dir / 'eval'}")
+    results = json.loads((run_dir / "eval/results.json").read_text())
+    assert set(results["tasks"]) == {"tabletop-touch", "tabletop-touch-swapped"}
+    assert (run_dir / "eval/tabletop-touch.mp4").stat().st_size > 0
+    _run("vla.cli.robot", f"policy={run_dir}", "robot=sim", "tasks=[tabletop-push-blind]", "episodes=1",
+         "max_episode_steps=4", "control_hz=50", f"out={tmp_path / 'robot.json'}")
+    robot = json.loads((tmp_path / "robot.json").read_text())
+    assert [e["ticks"] for e in robot["episodes"]] == [4]

@@ -1,0 +1,56 @@
+"""The tabletop grounding suite as a Suite: one shared scene, four skills, and splits that hold compositions and
+paraphrases out of training. `tabletop` alone means the training tasks (the seen split of every skill)."""
+
+from __future__ import annotations
+
+import itertools
+
+from vla.envs.suite import Suite, displacement_limits
+from vla.envs.tabletop.env import VARIANTS, TabletopEnv, parse_task, schema_cameras, tabletop_schema, task_names
+from vla.envs.tabletop.expert import TabletopExpert
+from vla.envs.tabletop.language import DIRECTIONS, SKILLS, TEMPLATES, Goal, target_pairs, templates
+from vla.envs.tabletop.scene import COLORS, N_OBJECTS
+from vla.schema import Schema
+
+
+class TabletopSuite(Suite):
+    name = "tabletop"
+    max_episode_steps = 200  # the slowest expert (place) needs at most ~130 steps
+    chance = 1 / N_OBJECTS  # a policy that ignores the instruction picks the target once in N_OBJECTS
+
+    def tasks(self) -> list[str]:
+        return task_names()
+
+    def groups(self) -> dict[str, list[str]]:
+        seen = [f"tabletop-{s}" for s in SKILLS]
+        return {"tabletop": seen, "tabletop-seen": seen,
+                **{f"tabletop-{v}": [f"tabletop-{s}-{v}" for s in SKILLS] for v in VARIANTS}}
+
+    def default_schema(self, image_size: int = 96) -> Schema:
+        return tabletop_schema(image_size)
+
+    def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> TabletopEnv:
+        image_size, cameras = schema_cameras(schema or self.default_schema())
+        return TabletopEnv(task, image_size, cameras, max_episode_steps or self.max_episode_steps)
+
+    def make_expert(self, env: TabletopEnv) -> TabletopExpert:
+        return TabletopExpert(env)
+
+    def limits(self, env: TabletopEnv):
+        return displacement_limits(env.action_space)
+
+    def instructions(self, task: str) -> list[str]:
+        skill, variant = parse_task(task)
+        if variant == "blind":
+            return [""]
+        split = variant if variant.startswith("heldout") else "seen"
+        extras = {"push": [{"direction": d} for d in DIRECTIONS], "place": [{"pad": c} for c in COLORS]}
+        goals = (Goal(skill, c, s, template=t, **extra)
+                 for (c, s), t, extra in itertools.product(target_pairs(skill, split), templates(skill, split),
+                                                           extras.get(skill, [{}])))
+        return sorted({g.instruction for g in goals})
+
+
+SUITE = TabletopSuite()
+
+__all__ = ["SUITE", "TEMPLATES", "TabletopEnv", "TabletopExpert", "TabletopSuite"]

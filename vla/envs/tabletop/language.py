@@ -1,0 +1,97 @@
+"""Skills, goals, instruction templates and the splits that hold compositions and paraphrases out of training.
+
+A goal is structured (skill, target color and shape, and a direction or pad where the skill has one); its
+instruction is one template of the skill filled in. Splits:
+- seen: targets and templates that training uses;
+- heldout-compositions: a target color-shape pair never a target in training (for any skill), or a skill-target
+  pair never trained for that skill (its color and shape are trained separately);
+- heldout-paraphrases: a seen target, described by a new sentence made of words training uses;
+- heldout-words: the same, in a sentence whose verb training never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vla.envs.tabletop.scene import COLORS, SHAPES
+
+SKILLS = ("touch", "push", "lift", "place")
+DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "forward": (0.0, 1.0), "backward": (0.0, -1.0)}
+DIRECTION_WORDS = {"left": "to the left", "right": "to the right", "forward": "forward", "backward": "backward"}
+
+# The first four templates of each skill are trained on. The fifth is held out and recombines words the
+# training templates use into a new sentence; the sixth, also held out, brings a verb training never saw, which a
+# backbone that learns language only from these instructions cannot know (a pretrained one might).
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "touch": ("touch the {obj}", "tap the {obj}", "put your fingers on the {obj}", "reach out and touch the {obj}",
+              "reach out and tap the {obj}", "make contact with the {obj}"),
+    "push": ("push the {obj} {dir}", "slide the {obj} {dir}", "shove the {obj} {dir}", "move the {obj} {dir} by pushing it",
+             "slide the {obj} {dir} by pushing it", "nudge the {obj} {dir}"),
+    "lift": ("pick up the {obj}", "lift the {obj}", "raise the {obj} off the table", "grab the {obj} and lift it",
+             "grab the {obj} and raise it off the table", "hoist the {obj}"),
+    "place": ("put the {obj} on the {pad} pad", "place the {obj} onto the {pad} pad", "move the {obj} to the {pad} pad",
+              "set the {obj} down on the {pad} pad", "put the {obj} down onto the {pad} pad",
+              "deposit the {obj} at the {pad} pad"),
+}
+N_TRAIN_TEMPLATES = 4
+HELDOUT_PAIRS = {("red", "ball"), ("green", "cylinder"), ("blue", "cube")}  # never a target in training
+HELDOUT_SKILL_PAIRS = {  # never this skill's target in training
+    "touch": {("yellow", "cube"), ("purple", "cylinder")},
+    "push": {("orange", "ball"), ("purple", "cube")},
+    "lift": {("yellow", "cylinder"), ("orange", "cube")},
+    "place": {("green", "ball"), ("yellow", "ball")},
+}
+ALL_PAIRS = [(c, s) for c in COLORS for s in SHAPES]
+
+
+@dataclass(frozen=True)
+class Goal:
+    skill: str
+    color: str
+    shape: str
+    direction: str | None = None  # push
+    pad: str | None = None  # place: the pad's color
+    template: int = 0
+
+    @property
+    def instruction(self) -> str:
+        return TEMPLATES[self.skill][self.template].format(
+            obj=f"{self.color} {self.shape}", dir=DIRECTION_WORDS.get(self.direction or "", ""), pad=self.pad or "")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def seen_pairs(skill: str) -> list[tuple[str, str]]:
+    return [p for p in ALL_PAIRS if p not in HELDOUT_PAIRS and p not in HELDOUT_SKILL_PAIRS[skill]]
+
+
+def heldout_pairs(skill: str) -> list[tuple[str, str]]:
+    return sorted(HELDOUT_PAIRS | HELDOUT_SKILL_PAIRS[skill])
+
+
+def target_pairs(skill: str, split: str) -> list[tuple[str, str]]:
+    return heldout_pairs(skill) if split == "heldout-compositions" else seen_pairs(skill)
+
+
+def templates(skill: str, split: str) -> list[int]:
+    held = {"heldout-paraphrases": N_TRAIN_TEMPLATES, "heldout-words": N_TRAIN_TEMPLATES + 1}
+    return [held[split]] if split in held else list(range(N_TRAIN_TEMPLATES))
+
+
+def draw_goal(rng: np.random.Generator, skill: str, split: str, target: tuple[str, str], pads: list[str]) -> Goal:
+    options = templates(skill, split)
+    return Goal(skill, *target, direction=str(rng.choice(list(DIRECTIONS))) if skill == "push" else None,
+                pad=str(rng.choice(pads)) if skill == "place" else None, template=int(rng.choice(options)))
+
+
+def scene_objects(rng: np.random.Generator, target: tuple[str, str]) -> list[tuple[str, str]]:
+    """The target and three distractors forming a 2x2 grid of two colors and two shapes: one shares the
+    target's color, one its shape, one neither. Every object of the grid stands in the same relation to the
+    others, so nothing but the instruction's color and shape together tells which is the target."""
+    color, shape = target
+    other_color = str(rng.choice([c for c in COLORS if c != color]))
+    other_shape = str(rng.choice([s for s in SHAPES if s != shape]))
+    return [target, (color, other_shape), (other_color, shape), (other_color, other_shape)]
