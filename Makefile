@@ -17,10 +17,16 @@ system-deps:
 
 setup: system-deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# openpi's robot client, for the test that drives vla-serve with it. Installed without its dependencies: its
+# metadata pins numpy<2 (lerobot needs numpy 2), while the client itself uses only msgpack, websockets and
+# numpy calls that numpy 2 keeps. The one version pin of the test tools that pyproject.toml cannot hold.
+OPENPI_CLIENT := openpi-client==0.1.2
+
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(OPENPI_CLIENT)
 	touch $@
 
 demo: setup

@@ -8,6 +8,7 @@ from vla.datasets.lerobot_io import export_lerobot
 from vla.envs.metaworld import metaworld_schema
 from vla.policies.lerobot_baselines import LeRobotPolicy, train_baseline
 from vla.policies.protocol import batch_observation
+from vla.policies.registry import load_policy
 
 SCHEMA = metaworld_schema(32, "corner2")
 # small models: this checks the machinery (lerobot's loop, processors, units), not the benchmark settings
@@ -45,7 +46,9 @@ def test_lerobot_baseline_trains_and_acts_in_dataset_units(name, joint_units_dat
                          log_freq=5, log=tmp_path / "train.log")
     losses = run["losses"]
     assert len(losses) >= 6 and np.mean(losses[-3:]) < np.mean(losses[:3]), losses
-    policy = LeRobotPolicy.from_pretrained(run["checkpoints"][40], store.schema)
+    policy = load_policy(run["checkpoints"][40])  # dispatched on lerobot's config, its schema read from it
+    assert isinstance(policy, LeRobotPolicy) and policy.schema.to_json() == store.schema.to_json()
+    assert policy.n_action_steps == {"act": 8, "diffusion": 4}[name] and policy.meta["lerobot_type"] == name
     episode = store.episode(0)
     obs = {k: episode[k][10] for k in ("observation.images.corner2", "observation.state")}
     obs["task"] = episode["task"]

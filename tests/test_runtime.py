@@ -24,8 +24,7 @@ LIMITS = Limits(-np.ones(4), np.ones(4), max_delta=0.25, hold=[False, False, Fal
 class StubPolicy:
     """Returns a fixed chunk (or NaN/huge ones), optionally slowly: the faults a real policy could have."""
 
-    class cfg:
-        chunk_size, n_action_steps = 4, 4
+    chunk_size = n_action_steps = 4
 
     def __init__(self, value=0.5, delay_s=0.0):
         self.schema, self.value, self.delay_s, self.calls = SCHEMA, value, delay_s, 0

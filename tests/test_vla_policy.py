@@ -169,3 +169,17 @@ def test_pretrained_backbone_loads_from_a_local_directory(tmp_path):
     assert loaded.text_tokenizer("close the drawer").input_ids  # its own tokenizer, loaded offline
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         Backbone.build(BackboneConfig(path=str(tmp_path / "none")), 16)
+
+
+def test_load_policy_dispatches_on_the_checkpoints_policy_type(checkpoint, tmp_path):
+    from vla.policies.registry import load_policy, policy_type
+
+    policy = load_policy(checkpoint)
+    assert isinstance(policy, VLAPolicy) and policy_type(checkpoint) == "vla"
+    assert (policy.chunk_size, policy.n_action_steps) == (4, 2)  # the protocol carries them
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "policy_type": "pi0"}))
+    with pytest.raises(CheckpointError, match="policy type 'pi0' has no loader; known: \\['lerobot', 'vla'\\]"):
+        load_policy(checkpoint)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_policy(tmp_path / "nothing")

@@ -112,11 +112,15 @@ def print_table(results: dict, title: str = "success rate") -> None:
 
 
 def evaluate_checkpoint(cfg: EvalConfig) -> dict:
+    from vla.policies.registry import load_policy
     from vla.policies.vla_policy import VLAPolicy
 
-    policy = VLAPolicy.from_pretrained(cfg.checkpoint, device=cfg.device)
+    policy = load_policy(cfg.checkpoint, device=cfg.device)
     overrides = {k: v for k, v in (("decoding", cfg.decoding), ("n_action_steps", cfg.n_action_steps)) if v}
     if overrides:
+        if not isinstance(policy, VLAPolicy):
+            raise ValueError(f"{sorted(overrides)} override a VLA checkpoint's decoding; {cfg.checkpoint} is "
+                             f"{policy.meta.get('policy_type')!r}")
         policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
     trained = policy.meta.get("env_tasks", [])
     tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
@@ -133,8 +137,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
         policy.schema, out=out, video=cfg.video,
     )
-    results.update(checkpoint=str(cfg.checkpoint), decoding=policy.cfg.decoding,
-                   n_action_steps=policy.cfg.n_action_steps)
+    results.update(checkpoint=str(cfg.checkpoint), n_action_steps=policy.n_action_steps,
+                   decoding=policy.cfg.decoding if isinstance(policy, VLAPolicy) else None)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_success(results, out / "success.png", title=f"{Path(cfg.checkpoint).name}: success rate")
     print_table(results)

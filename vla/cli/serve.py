@@ -17,9 +17,9 @@ def _main() -> None:
     require_path(cfg.checkpoint, "checkpoint")
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
         logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)
-    from vla.policies.vla_policy import VLAPolicy
+    from vla.policies.registry import load_policy
 
-    policy = VLAPolicy.from_pretrained(cfg.checkpoint, device=cfg.device)
+    policy = load_policy(cfg.checkpoint, device=cfg.device)
     server = PolicyServer(policy, cfg, checkpoint_id(cfg.checkpoint))
     try:
         asyncio.run(server.serve_forever())

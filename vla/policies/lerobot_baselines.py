@@ -17,6 +17,7 @@ Settings are lerobot's defaults, except where this machine or these demos requir
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,18 +90,44 @@ def train_baseline(name: str, dataset_root: str | Path, out: str | Path, steps: 
             "losses": [float(x) for x in re.findall(r" loss:([0-9.]+)", text)]}
 
 
+def lerobot_checkpoint_schema(path: str | Path) -> Schema:
+    """The schema of a lerobot-train checkpoint: that of the LeRobotDataset it was trained on (its
+    train_config.json names the dataset's root), limited to the cameras its config.json takes."""
+    from vla.datasets.lerobot_io import schema_from_lerobot
+    from vla.policies.vla_policy import CheckpointError
+
+    path = Path(path)
+    try:
+        root = Path(json.loads((path / "train_config.json").read_text())["dataset"]["root"])
+        info = json.loads((root / "meta" / "info.json").read_text())
+    except (FileNotFoundError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: its schema is its training dataset's, and train_config.json does not lead "
+                              f"to that dataset's meta/info.json ({type(e).__name__}: {e})") from None
+    schema = schema_from_lerobot(info["features"], info["fps"], root)
+    inputs = json.loads((path / "config.json").read_text())["input_features"]
+    observation = {k: f for k, f in schema.observation.items() if k in inputs}
+    return Schema(observation=observation, action=schema.action, fps=schema.fps)
+
+
 class LeRobotPolicy:
     """A trained lerobot policy behind our Policy protocol, with its own pre- and post-processor."""
 
     def __init__(self, policy, preprocessor, postprocessor, schema: Schema):
         self.policy, self.preprocessor, self.postprocessor, self.schema = policy, preprocessor, postprocessor, schema
         self.policy.eval()
+        config = policy.config
+        # ACT names its chunk chunk_size, Diffusion Policy horizon
+        self.chunk_size = int(getattr(config, "chunk_size", None) or config.horizon)
+        self.n_action_steps = int(config.n_action_steps)
+        self.meta = {"policy_type": "lerobot", "lerobot_type": config.type}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, schema: Schema) -> LeRobotPolicy:
+    def from_pretrained(cls, path: str | Path, schema: Schema | None = None) -> LeRobotPolicy:
+        """`schema` defaults to the checkpoint's own (`lerobot_checkpoint_schema`)."""
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
+        schema = schema or lerobot_checkpoint_schema(path)
         cfg = PreTrainedConfig.from_pretrained(str(path))
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
         policy = get_policy_class(cfg.type).from_pretrained(str(path), config=cfg)

@@ -66,6 +66,14 @@ class VLAPolicy:
         return cls(model, schema, stats, meta)
 
     # ---- Policy protocol ------------------------------------------------------------------------------
+    @property
+    def chunk_size(self) -> int:
+        return self.cfg.chunk_size
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.cfg.n_action_steps
+
     def reset(self) -> None:
         self._queue.clear()
 

@@ -34,7 +34,7 @@ class LocalPolicy:
 
         self.policy, self._batch = policy, batch_observation
         self.schema = policy.schema
-        self.actions_per_chunk = getattr(getattr(policy, "cfg", None), "n_action_steps", None)
+        self.actions_per_chunk = policy.n_action_steps
 
     def infer(self, obs: dict) -> np.ndarray:
         return self.policy.predict_chunk(self._batch(obs))[0]

@@ -39,9 +39,9 @@ def policy_source(cfg: RobotConfig):
         from vla.runtime.client import PolicyClient
 
         return RemotePolicy(PolicyClient(cfg.policy, token=cfg.token, recv_timeout_s=cfg.recv_timeout_s))
-    from vla.policies.vla_policy import VLAPolicy
+    from vla.policies.registry import load_policy
 
-    return LocalPolicy(VLAPolicy.from_pretrained(cfg.policy))
+    return LocalPolicy(load_policy(cfg.policy))
 
 
 def trained_tasks(source) -> list[str]:

@@ -8,6 +8,12 @@ Protocol (every frame binary msgpack, see `vla.runtime.wire`):
   server -> client              {"type": "chunk", "id", "actions": (H, D) float32, "server_ms": float}
                                 {"type": "reset", "id"} | {"type": "error", "id", "error": str}
 
+openpi's robot clients (`openpi_client.WebsocketClientPolicy`) work unchanged: a request without "type" is
+taken as openpi's, the observation map itself (its `"prompt"` standing for `task`), arrays in openpi's msgpack
+encoding; the reply is {"actions": (H, D) float32, "server_timing": {"infer_ms"}} in that encoding, and an error
+is a text frame naming the problem, which its client raises. Its `Api-Key` authorization header is accepted
+beside `Bearer`.
+
 A bad request (not msgpack, unknown type, a missing key, a wrong shape or dtype, a non-finite value) gets
 an error reply naming the problem and the connection stays open; a frame over `max_message_bytes` closes
 that connection (code 1009); neither disturbs other clients. Every receive has a timeout, after which an
@@ -33,8 +39,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from vla.policies.protocol import batch_observation
-from vla.runtime.wire import WireError, pack, unpack
-from vla.schema import SchemaError
+from vla.runtime.wire import WireError, pack, pack_openpi, unpack
+from vla.schema import TASK_KEY, SchemaError
 
 log = logging.getLogger("vla.serve")
 
@@ -65,13 +71,11 @@ class PolicyServer:
     def __init__(self, policy, cfg: ServeConfig, ckpt_id: str = "unknown"):
         self.policy, self.cfg = policy, cfg
         self.schema = policy.schema
-        policy_cfg = getattr(policy, "cfg", None)  # the VLA's; other policies may have none
         self.metadata = {
             "type": "metadata", "schema": self.schema.to_json(), "checkpoint_id": ckpt_id,
-            "control_hz": cfg.control_hz or self.schema.fps,
-            "chunk_size": getattr(policy_cfg, "chunk_size", None),
-            "n_action_steps": getattr(policy_cfg, "n_action_steps", None),
-            "env_tasks": getattr(policy, "meta", {}).get("env_tasks", []),  # the simulator tasks it trained on
+            "control_hz": cfg.control_hz or self.schema.fps, "chunk_size": policy.chunk_size,
+            "n_action_steps": policy.n_action_steps,
+            "env_tasks": policy.meta.get("env_tasks", []),  # the simulator tasks it trained on
         }
         self._lock = threading.Lock()  # one inference at a time on the one model
         self.requests = self.errors = 0
@@ -82,8 +86,8 @@ class PolicyServer:
             body = json.dumps({"status": "ok", "checkpoint_id": self.metadata["checkpoint_id"]}).encode()
             return connection.respond(HTTPStatus.OK, body.decode() + "\n")
         if self.cfg.token is not None:
-            sent = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {self.cfg.token}".encode()):
+            sent = request.headers.get("Authorization", "").encode()
+            if not any(hmac.compare_digest(sent, f"{scheme} {self.cfg.token}".encode()) for scheme in ("Bearer", "Api-Key")):
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
         return None
 
@@ -99,39 +103,49 @@ class PolicyServer:
                     log.info("%s: no request for %.0f s, closing", peer, self.cfg.recv_timeout_s)
                     await ws.close(1000, "receive timeout")
                     return
-                reply = await self._answer(frame)
-                await ws.send(pack(reply))
+                await ws.send(await self._answer(frame))
         except ConnectionClosed as e:
             log.info("%s: connection closed (%s)", peer, e.rcvd.code if e.rcvd else "no close frame")
 
-    async def _answer(self, frame) -> dict:
+    async def _answer(self, frame) -> bytes | str:
+        """One request frame -> the reply frame, in the dialect of the request (ours, or openpi's)."""
         self.requests += 1
-        request_id = None
+        request_id, openpi = None, False
         try:
             msg = unpack(frame)
             if not isinstance(msg, dict):
                 raise WireError(f"a request is a map, got {type(msg).__name__}")
-            request_id = msg.get("id")
-            kind = msg.get("type")
-            if kind == "reset":
-                return {"type": "reset", "id": request_id}
-            if kind != "infer":
-                raise WireError(f"unknown request type {kind!r} (expected 'infer' or 'reset')")
-            obs = msg.get("obs")
-            if not isinstance(obs, dict):
-                raise SchemaError("request has no 'obs' map")
+            openpi = "type" not in msg
+            if openpi:
+                obs = dict(msg)
+                if TASK_KEY not in obs and "prompt" in obs:
+                    obs[TASK_KEY] = obs.pop("prompt")
+            else:
+                request_id = msg.get("id")
+                kind = msg.get("type")
+                if kind == "reset":
+                    return pack({"type": "reset", "id": request_id})
+                if kind != "infer":
+                    raise WireError(f"unknown request type {kind!r} (expected 'infer' or 'reset')")
+                obs = msg.get("obs")
+                if not isinstance(obs, dict):
+                    raise SchemaError("request has no 'obs' map")
             self.schema.validate_observation(obs)  # names the key, the shapes and dtypes
             t0 = time.perf_counter()
             actions = await asyncio.to_thread(self._infer, obs)
-            return {"type": "chunk", "id": request_id, "actions": actions,
-                    "server_ms": (time.perf_counter() - t0) * 1000}
+            infer_ms = (time.perf_counter() - t0) * 1000
+            if openpi:
+                return pack_openpi({"actions": actions, "server_timing": {"infer_ms": infer_ms}})
+            return pack({"type": "chunk", "id": request_id, "actions": actions, "server_ms": infer_ms})
         except (WireError, SchemaError) as e:
-            self.errors += 1
-            return {"type": "error", "id": request_id, "error": str(e)}
+            return self._error(str(e), request_id, openpi)
         except Exception as e:  # the policy failed on a valid request: report it, keep serving
-            self.errors += 1
             log.exception("inference failed")
-            return {"type": "error", "id": request_id, "error": f"inference failed: {type(e).__name__}: {e}"}
+            return self._error(f"inference failed: {type(e).__name__}: {e}", request_id, openpi)
+
+    def _error(self, error: str, request_id, openpi: bool) -> bytes | str:
+        self.errors += 1
+        return error if openpi else pack({"type": "error", "id": request_id, "error": error})
 
     def _infer(self, obs: dict) -> np.ndarray:
         with self._lock:

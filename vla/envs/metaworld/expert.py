@@ -3,12 +3,17 @@ demonstrators and never for learned policies."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from vla.envs.metaworld.env import MetaWorldEnv, expert_policy_class
 
 
 class MetaWorldExpert:
+    chunk_size = n_action_steps = 1  # decides every step from the simulator state
+    meta: ClassVar[dict] = {}
+
     def __init__(self, env: MetaWorldEnv):
         self.env = env
         self.schema = env.schema

@@ -9,6 +9,7 @@ proportional step toward the point, as Meta-World's own experts do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -52,6 +53,9 @@ def plan(env: TabletopEnv) -> list[Phase]:
 
 
 class TabletopExpert:
+    chunk_size = n_action_steps = 1  # decides every step from the simulator state
+    meta: ClassVar[dict] = {}
+
     def __init__(self, env: TabletopEnv):
         self.env = env
         self.schema = env.schema
