@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -25,6 +26,36 @@ def fake_stats(dim: int = 4) -> dict:
                 "min": np.full(dim, lo, np.float32), "max": np.full(dim, hi, np.float32),
                 "q01": np.full(dim, lo, np.float32), "q99": np.full(dim, hi, np.float32)}
     return {"observation.state": one(-0.5, 1.0), "action": one(-1.0, 1.0)}
+
+
+@contextlib.contextmanager
+def vla_serve(checkpoint, *args):
+    """`vla-serve` (the console script's module, as a user runs it) on a free loopback port, once /healthz
+    answers; yields the port and stops the server after."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "vla.cli.serve", f"checkpoint={checkpoint}", f"port={port}",
+                               *args], env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 @pytest.fixture(scope="session")

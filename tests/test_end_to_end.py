@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import TINY_IMAGE
+from conftest import TINY_IMAGE, vla_serve
 
 
 def run(*args, timeout=600):
@@ -36,29 +36,9 @@ def test_record_train_eval_from_the_command_line(tmp_path):
     assert (run_dir / "eval/success.png").stat().st_size > 0
 
     # the same checkpoint served by vla-serve on loopback drives the sim robot through vla-robot
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "vla.cli.serve", f"checkpoint={run_dir}", f"port={port}"],
-                              env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert r.status == 200
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.2)
+    with vla_serve(run_dir) as port:
         run("vla.cli.robot", f"policy=ws://127.0.0.1:{port}", "robot=sim", "episodes=2", "max_episode_steps=15",
             "control_hz=50", f"record={tmp_path / 'ran.zarr'}", f"out={tmp_path / 'robot.json'}")
-    finally:
-        server.terminate()
-        server.wait(10)
     robot = json.loads((tmp_path / "robot.json").read_text())
     assert [e["seed"] for e in robot["episodes"]] == [100_000, 100_001]
     assert all(e["ended_by"] == "episode done" and e["ticks"] == 15 for e in robot["episodes"])

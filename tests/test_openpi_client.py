@@ -1,15 +1,8 @@
 """openpi's own robot client (the `openpi-client` package from the registry) drives `vla-serve` unchanged."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import numpy as np
 import pytest
-from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
+from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config, vla_serve
 
 from vla.envs.metaworld import metaworld_schema
 from vla.policies.vla_policy import VLAPolicy
@@ -24,24 +17,8 @@ def served(tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("ckpt")
     VLAPolicy.create(tiny_model_config(), metaworld_schema(TINY_IMAGE, "corner2"), fake_stats(),
                      TINY_INSTRUCTIONS).save_pretrained(checkpoint)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "vla.cli.serve", f"checkpoint={checkpoint}", f"port={port}",
-                               "token=secret"], env={**os.environ, "MUJOCO_GL": "egl"}, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert r.status == 200
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.2)
+    with vla_serve(checkpoint, "token=secret") as port:
         yield port
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def observation(rng):

@@ -61,6 +61,17 @@ class Suite(ABC):
         grounding task whose episodes each draw their own)."""
 
 
+def checked_action(action, dim: int) -> np.ndarray:
+    """An env's action as float32 clipped to [-1, 1]; raises naming a wrong shape or a NaN/inf (never clipped
+    into a number)."""
+    action = np.asarray(action, dtype=np.float32)
+    if action.shape != (dim,):
+        raise ValueError(f"action: expected shape ({dim},), got {action.shape}")
+    if not np.all(np.isfinite(action)):
+        raise ValueError(f"action contains NaN or inf: {action}")
+    return np.clip(action, -1.0, 1.0)
+
+
 def displacement_limits(space) -> ActionLimits:
     """Limits of an arm commanded by end-effector displacements plus a gripper (Meta-World's action space): a
     stop sends zero displacement and holds the gripper's last command."""

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla.envs.render import FastRenderer
+from vla.envs.suite import checked_action
 from vla.schema import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY, Feature, Schema
 
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper")
@@ -137,12 +138,7 @@ class MetaWorldEnv(gym.Env):
         return self._observation(), {"is_success": False, "seed": seed}
 
     def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (4,):
-            raise ValueError(f"action: expected shape (4,), got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"action contains NaN or inf: {action}")
-        self._raw_obs, reward, _, _, info = self._env.step(np.clip(action, -1.0, 1.0))
+        self._raw_obs, reward, _, _, info = self._env.step(checked_action(action, 4))
         self._steps += 1
         success = bool(info.get("success", 0.0))
         truncated = self._steps >= self.max_episode_steps

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla.envs.render import FastRenderer
+from vla.envs.suite import checked_action
 from vla.envs.tabletop.language import DIRECTIONS, SKILLS, Goal, draw_goal, scene_objects, seen_pairs, target_pairs
 from vla.envs.tabletop.scene import (
     COLORS,
@@ -159,12 +160,7 @@ class TabletopEnv(gym.Env):
                                      "scene": self.scene.to_json()}
 
     def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (4,):
-            raise ValueError(f"action: expected shape (4,), got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"action contains NaN or inf: {action}")
-        action = np.clip(action, -1.0, 1.0)
+        action = checked_action(action, 4)
         sim = self.sim
         sim.data.mocap_pos[sim.mocap] = np.clip(sim.data.mocap_pos[sim.mocap] + action[:3] * ACTION_SCALE,
                                                 MOCAP_LOW, MOCAP_HIGH)
