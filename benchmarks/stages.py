@@ -62,11 +62,11 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
     (out/eval/<task>.json), so a rerun skips it. -> task -> vla.evaluate's per-task result."""
     from vla.evaluate import evaluate_policy
-    from vla.policies.vla_policy import VLAPolicy
+    from vla.policies.registry import load_policy
 
     folder = out / "eval"
     folder.mkdir(exist_ok=True)
-    policy = VLAPolicy.from_pretrained(checkpoint)
+    policy = load_policy(checkpoint)
     results = {}
     for task in tasks:
         path = folder / f"{task}.json"
