@@ -12,6 +12,8 @@ CASES = [
     ("vla.cli.train", ["dataset=/no/such/store.zarr"], "dataset /no/such/store.zarr does not exist"),
     ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
+    ("vla.cli.robot", ["chunking=smooth"], "chunking='smooth': expected one of ['naive', 'prefix', 'ensemble']"),
+    ("vla.cli.robot", ["robot=lerobot", "sim_time=true"], "sim_time=true is for robot=sim or mock"),
 ]
 
 

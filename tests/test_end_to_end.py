@@ -48,6 +48,12 @@ def test_record_train_eval_from_the_command_line(tmp_path):
     assert ran.num_episodes == 2 and ran.episode(0)["source"] == "robot:drawer-close-v3"
     assert abs(ran.episode(0)["action"]).max() <= 1.0  # what the guard let through
 
+    # real-time chunking in simulated time: 60 ms at 50 Hz is 3 ticks, on any machine
+    run("vla.cli.robot", f"policy={run_dir}", "robot=sim", "episodes=1", "max_episode_steps=15", "control_hz=50",
+        "sim_time=true", "delay_ms=60", "chunking=prefix", f"out={tmp_path / 'rtc.json'}")
+    episode = json.loads((tmp_path / "rtc.json").read_text())["episodes"][0]
+    assert episode["ticks"] == 15 and episode["late_ticks_max"] == 3 and episode["inference_errors"] == 0
+
 
 def test_eval_refuses_training_seeds(tmp_path, tiny_store):
     import pytest

@@ -11,6 +11,7 @@ from websockets.sync.client import connect
 
 from vla.envs.metaworld import metaworld_schema
 from vla.runtime.client import InferenceTimeout, PolicyClient, ServerError
+from vla.runtime.clock import InferenceDelay, SimulatedClock
 from vla.runtime.controller import Controller, RemotePolicy
 from vla.runtime.guard import Limits, SafetyGuard
 from vla.runtime.robots import MockRobot
@@ -25,6 +26,7 @@ class StubPolicy:
     """Returns a fixed chunk (or NaN/huge ones), optionally slowly: the faults a real policy could have."""
 
     chunk_size = n_action_steps = 4
+    accepts_prefix = False
 
     def __init__(self, value=0.5, delay_s=0.0):
         self.schema, self.value, self.delay_s, self.calls = SCHEMA, value, delay_s, 0
@@ -69,6 +71,26 @@ def test_metadata_inference_and_healthz(vla_server):
     http = vla_server.url.replace("ws://", "http://") + "/healthz"
     with urllib.request.urlopen(http, timeout=5) as r:
         assert r.status == 200 and b'"ok"' in r.read()
+
+
+def test_a_prefix_travels_with_the_request_and_starts_the_chunk(vla_server):
+    with PolicyClient(vla_server.url) as client:
+        assert client.metadata["accepts_prefix"] is True
+        prefix = np.array([[0.5, -0.5, 0.25, 1.0]], np.float32)
+        chunk = client.infer(SCHEMA.fake_observation(), prefix=prefix)
+        assert chunk.shape == (4, 4)
+        np.testing.assert_array_equal(chunk[:1], prefix)
+        with pytest.raises(ServerError, match=r"prefix must be .*k < 4, 4.*\(1, 4, 3\)"):
+            client.infer(SCHEMA.fake_observation(), prefix=np.zeros((4, 3)))
+        # the controller's real-time chunking through the server, in simulated time: 3 ticks late at 50 Hz
+        robot = MockRobot(SCHEMA, LIMITS)
+        controller = Controller(robot, RemotePolicy(client), 50.0, SafetyGuard(LIMITS, 50.0), chunking="prefix",
+                                clock=SimulatedClock(), delay=InferenceDelay(60), max_ticks=30)
+        report = controller.run()
+        assert not report.inference_errors and set(report.late_ticks) == {3} and len(robot.commands) >= 30
+    with server(StubPolicy()) as s, PolicyClient(s.url) as client:
+        with pytest.raises(ServerError, match="cannot condition on a prefix"):
+            client.infer(SCHEMA.fake_observation(), prefix=np.zeros((1, 4)))
 
 
 def test_bad_requests_get_named_errors_and_the_connection_keeps_serving(vla_server):

@@ -20,6 +20,12 @@ by a MASK token with probability `token_dropout`, so every position must be pred
 state and instruction. The same model then decodes either way:
 - "autoregressive": one token at a time with a KV cache, each step fed the bin it just decoded;
 - "parallel": every input is MASK, the whole chunk comes from one forward pass.
+
+Both decoders also take *given* actions (real-time chunking, `generate(given=...)`): the actions a robot will
+execute while this chunk is being computed enter as their bin tokens in the first positions, and only the
+rest is predicted, so the new chunk continues from them. Token dropout already trains inputs that mix real
+tokens and MASK; `prefix_prob` adds samples laid out exactly as at inference (a real prefix of random length,
+MASK after it).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class VLAConfig:
     decoding: str = "parallel"  # or "autoregressive" (one token at a time, KV cache)
     token_dropout: float = 0.5  # training: probability an input action token is replaced by MASK
     state_bins: int = 256  # resolution of the proprioceptive state tokens in the prompt
+    input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
+    prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -59,8 +67,9 @@ class VLAConfig:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
         if self.decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {self.decoding!r}")
-        if not 0.0 <= self.token_dropout <= 1.0:
-            raise ValueError(f"token_dropout must be in [0, 1], got {self.token_dropout}")
+        for name in ("token_dropout", "prefix_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def ordinal_embedding(n: int, dim: int, std: float) -> torch.Tensor:
@@ -145,15 +154,29 @@ class VLAModel(torch.nn.Module):
         return self.action_logits(hidden).float()
 
     # ---- training -------------------------------------------------------------------------------------
+    def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(batch, T) bool: which action inputs are MASK in training. Each token with probability
+        `token_dropout`; or, for a sample drawn with probability `prefix_prob`, every token after a real prefix
+        of k timesteps (k uniform in [1, H-1]): the layout of generate(given=)."""
+        t = self.n_action_tokens
+        drop = torch.rand(batch, t, generator=generator) < self.cfg.token_dropout
+        if self.cfg.prefix_prob > 0:
+            k = torch.randint(1, self.cfg.chunk_size, (batch, 1), generator=generator) * self.action_tokenizer.action_dim
+            as_prefix = torch.rand(batch, 1, generator=generator) < self.cfg.prefix_prob
+            drop = torch.where(as_prefix, torch.arange(t)[None] >= k, drop)
+        return drop
+
     def forward(self, input_ids, attention_mask, pixel_values, target, target_mask,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool, False on padding."""
-        action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(target)
-        if self.cfg.token_dropout > 0:
-            drop = torch.rand(action_ids.shape, generator=generator) < self.cfg.token_dropout
-            action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
+        noisy = target
+        if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
+            noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
+        action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(noisy)
+        drop = self.masked_inputs(len(action_ids), generator)
+        action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
         logits = self._action_position_logits(input_ids, attention_mask, pixel_values, action_ids)
         nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
         w = target_mask.float()
@@ -171,34 +194,53 @@ class VLAModel(torch.nn.Module):
         return centers[logits.argmax(-1)]
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, pixel_values, n_tokens: int | None = None) -> torch.Tensor:
+    def generate(self, input_ids, attention_mask, pixel_values, n_tokens: int | None = None,
+                 given: torch.Tensor | None = None) -> torch.Tensor:
         """Returns (B, n_tokens) normalized actions in [-1, 1], always finite and always n_tokens of them.
 
         n_tokens (default: the whole chunk, T) lets the autoregressive decoder stop after the actions that
-        will actually be executed; parallel decoding computes the whole chunk in one pass either way."""
+        will actually be executed; parallel decoding computes the whole chunk in one pass either way.
+        given: (B, G) normalized values of the first G action tokens (G < T, whole timesteps): they are
+        inputs, returned as they were given, and the tokens after them are predicted conditioned on them."""
         n_tokens = self.n_action_tokens if n_tokens is None else n_tokens
         if not 1 <= n_tokens <= self.n_action_tokens:
             raise ValueError(f"n_tokens must be in [1, {self.n_action_tokens}], got {n_tokens}")
+        if given is None:
+            given = torch.zeros(len(input_ids), 0, device=input_ids.device)
+        d = self.action_tokenizer.action_dim
+        if given.ndim != 2 or len(given) != len(input_ids) or given.shape[1] % d or given.shape[1] >= self.n_action_tokens:
+            raise ValueError(f"given actions must be (batch {len(input_ids)}, k * {d}) with k < chunk_size "
+                             f"{self.cfg.chunk_size}, got {tuple(given.shape)}")
+        given = given.to(input_ids.device).float().clamp(-1, 1)
+        given_ids = self.first_action_id + self.action_tokenizer.nearest_bin(given)
         if self.cfg.decoding == "parallel":
-            return self._generate_parallel(input_ids, attention_mask, pixel_values)[:, :n_tokens]
-        return self._generate_autoregressive(input_ids, attention_mask, pixel_values, n_tokens)
+            predicted = self._generate_parallel(input_ids, attention_mask, pixel_values, given_ids)
+        else:
+            predicted = self._generate_autoregressive(input_ids, attention_mask, pixel_values, given_ids,
+                                                      max(n_tokens - given.shape[1], 0))
+        return torch.cat([given, predicted[:, given.shape[1]:]], dim=1)[:, :n_tokens]
 
-    def _generate_parallel(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
-        masks = torch.full((len(input_ids), self.n_action_tokens), self.mask_id, dtype=input_ids.dtype,
-                           device=input_ids.device)
-        return self._values(self._action_position_logits(input_ids, attention_mask, pixel_values, masks))
+    def _generate_parallel(self, input_ids, attention_mask, pixel_values, given_ids) -> torch.Tensor:
+        masks = torch.full((len(input_ids), self.n_action_tokens - given_ids.shape[1]), self.mask_id,
+                           dtype=input_ids.dtype, device=input_ids.device)
+        inputs = torch.cat([given_ids.to(input_ids.dtype), masks], dim=1)
+        return self._values(self._action_position_logits(input_ids, attention_mask, pixel_values, inputs))
 
-    def _generate_autoregressive(self, input_ids, attention_mask, pixel_values, n_tokens: int) -> torch.Tensor:
+    def _generate_autoregressive(self, input_ids, attention_mask, pixel_values, given_ids, n_tokens: int) -> torch.Tensor:
+        """Decodes n_tokens after the given ones (which join the prompt); returns given placeholders + them."""
+        g = given_ids.shape[1]
+        input_ids = torch.cat([input_ids, given_ids.to(input_ids.dtype)], dim=1)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(given_ids)], dim=1)
         out = self.backbone(input_ids, attention_mask, pixel_values, use_cache=True)
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
-        values = []
+        values = [torch.zeros(len(input_ids), g, device=input_ids.device)]  # replaced by the given values
         for step in range(n_tokens):
             value = self._values(self.action_logits(hidden).float())
-            values.append(value)
+            values.append(value[:, None])
             if step == n_tokens - 1:
                 break
             next_ids = (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None]
             attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
             out = self.backbone(next_ids, attention_mask, past_key_values=cache, use_cache=True)
             hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
-        return torch.stack(values, dim=1)
+        return torch.cat(values, dim=1)

@@ -119,6 +119,7 @@ class LeRobotPolicy:
         # ACT names its chunk chunk_size, Diffusion Policy horizon
         self.chunk_size = int(getattr(config, "chunk_size", None) or config.horizon)
         self.n_action_steps = int(config.n_action_steps)
+        self.accepts_prefix = False  # ACT and Diffusion Policy cannot condition a chunk on given actions
         self.meta = {"policy_type": "lerobot", "lerobot_type": config.type}
 
     @classmethod

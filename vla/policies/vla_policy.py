@@ -24,6 +24,7 @@ from vla.datasets.stats import stats_from_json, stats_to_json
 from vla.model.action_tokenizer import BinActionTokenizer
 from vla.model.backbone import Backbone
 from vla.model.vla_model import VLAConfig, VLAModel
+from vla.policies.protocol import check_prefix
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY, Schema
 
 CONFIG_FILE, WEIGHTS_FILE, STATS_FILE = "config.json", "model.safetensors", "norm_stats.json"
@@ -74,6 +75,8 @@ class VLAPolicy:
     def n_action_steps(self) -> int:
         return self.cfg.n_action_steps
 
+    accepts_prefix = True  # predict_chunk(obs, prefix=...) conditions the chunk on the given first actions
+
     def reset(self) -> None:
         self._queue.clear()
 
@@ -84,18 +87,27 @@ class VLAPolicy:
             self._queue.extend(chunk.transpose(1, 0, 2))
         return self._queue.popleft()
 
-    def predict_chunk(self, obs: dict) -> np.ndarray:
-        """Batched obs -> (B, H, action_dim) float32 in the data's units."""
-        return self._predict(obs, self.cfg.chunk_size)
+    def predict_chunk(self, obs: dict, prefix: np.ndarray | None = None) -> np.ndarray:
+        """Batched obs -> (B, H, action_dim) float32 in the data's units.
 
-    def _predict(self, obs: dict, steps: int) -> np.ndarray:
+        prefix: (B, k, action_dim), k < H, the actions that will run before this chunk can (real-time
+        chunking). They are the chunk's first k actions, exactly, and the rest is predicted to follow them."""
+        return self._predict(obs, self.cfg.chunk_size, prefix)
+
+    def _predict(self, obs: dict, steps: int, prefix: np.ndarray | None = None) -> np.ndarray:
         self.schema.validate_observation(obs, batched=True)
+        tok = self.model.action_tokenizer
+        given = None
+        if prefix is not None:
+            prefix = check_prefix(prefix, len(obs[TASK_KEY]), self.cfg.chunk_size, tok.action_dim)
+            given = torch.from_numpy(tok.normalize(prefix).reshape(len(prefix), -1))
         images = torch.from_numpy(np.stack([np.asarray(obs[k]) for k in self.schema.image_keys], axis=1))
         self.model.eval()
-        prefix = self.model.build_prefix(images, np.asarray(obs[STATE_KEY]), list(obs[TASK_KEY]))
-        tok = self.model.action_tokenizer
-        normalized = self.model.generate(**prefix, n_tokens=steps * tok.action_dim).cpu().numpy()
+        inputs = self.model.build_prefix(images, np.asarray(obs[STATE_KEY]), list(obs[TASK_KEY]))
+        normalized = self.model.generate(**inputs, n_tokens=steps * tok.action_dim, given=given).cpu().numpy()
         chunk = tok.unnormalize(normalized.reshape(len(normalized), steps, tok.action_dim))
+        if prefix is not None:
+            chunk[:, : prefix.shape[1]] = prefix[:, :steps]  # as given, not their bins
         if not np.all(np.isfinite(chunk)):  # cannot happen by construction; never let it reach a motor
             raise FloatingPointError("VLA produced a non-finite action chunk")
         return chunk

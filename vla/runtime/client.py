@@ -100,9 +100,15 @@ class PolicyClient:
             raise ServerError(reply.get("error", "unknown server error"))
         return reply
 
-    def infer(self, obs: dict) -> np.ndarray:
-        """One observation (unbatched arrays, `task` a str) -> the (H, action_dim) action chunk."""
-        return self._request({"type": "infer", "obs": obs})["actions"]
+    def infer(self, obs: dict, prefix: np.ndarray | None = None) -> np.ndarray:
+        """One observation (unbatched arrays, `task` a str) -> the (H, action_dim) action chunk.
+
+        prefix: (k, action_dim), the actions that will run before the chunk arrives; the chunk starts with
+        them and continues from them (servers whose metadata says `accepts_prefix`)."""
+        message = {"type": "infer", "obs": obs}
+        if prefix is not None:
+            message["prefix"] = np.asarray(prefix, np.float32)
+        return self._request(message)["actions"]
 
     def reset(self) -> None:
         self._request({"type": "reset"})

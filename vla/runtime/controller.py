@@ -1,25 +1,25 @@
 """The robot controller: a fixed-rate loop between a policy and a robot, with the safety guard between.
 
-Each tick reads an observation, tops up the action-chunk queue, and sends one guarded command. When the
-queue is down to `refill_at` actions it asks for the next chunk in a background thread, so the loop never
-waits on inference; a chunk computed from the observation of tick k and arriving at tick k + d has its
-first d actions dropped (they belong to ticks already past). By default `refill_at` follows the measured
-inference latency (in ticks, from the slowest of the last 10 calls), so the queue does not run dry. No fresh action (inference late, server
-gone) is the guard's watchdog business: hold, then a controlled stop.
+Each tick reads an observation, takes a chunk that has arrived, asks for the next one when the plan runs
+low, and sends one guarded command. Inference never blocks the loop: on the wall clock it runs in a
+background thread; on a simulated clock (`vla.runtime.clock`) it is delivered after its injected delay. How
+chunks become one action per tick (`naive`, `prefix` for real-time chunking, `ensemble`) is
+`vla.runtime.chunking`. The expected latency in ticks is the slowest of the last 10 measured (ticks from a
+request's observation to its chunk's arrival). No fresh action (inference late, server gone) is the guard's
+watchdog business: hold, then a controlled stop.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from vla.runtime.chunking import ChunkPlan
+from vla.runtime.clock import InferenceDelay, RealClock
 from vla.runtime.guard import SafetyGuard
 from vla.schema import ACTION_KEY, TASK_KEY
 
@@ -34,10 +34,13 @@ class LocalPolicy:
 
         self.policy, self._batch = policy, batch_observation
         self.schema = policy.schema
-        self.actions_per_chunk = policy.n_action_steps
+        self.chunk_size, self.n_action_steps = policy.chunk_size, policy.n_action_steps
+        self.accepts_prefix = policy.accepts_prefix
 
-    def infer(self, obs: dict) -> np.ndarray:
-        return self.policy.predict_chunk(self._batch(obs))[0]
+    def infer(self, obs: dict, prefix: np.ndarray | None = None) -> np.ndarray:
+        if prefix is None:
+            return self.policy.predict_chunk(self._batch(obs))[0]
+        return self.policy.predict_chunk(self._batch(obs), prefix=prefix[None])[0]
 
     def reset(self) -> None:
         self.policy.reset()
@@ -52,10 +55,11 @@ class RemotePolicy:
         self.client = client
         meta = client.metadata or client.connect()
         self.schema = Schema.from_json(meta["schema"])
-        self.actions_per_chunk = meta.get("n_action_steps")
+        self.chunk_size, self.n_action_steps = meta["chunk_size"], meta["n_action_steps"]
+        self.accepts_prefix = bool(meta.get("accepts_prefix", False))
 
-    def infer(self, obs: dict) -> np.ndarray:
-        return self.client.infer(obs)
+    def infer(self, obs: dict, prefix: np.ndarray | None = None) -> np.ndarray:
+        return self.client.infer(obs, prefix=prefix)
 
     def reset(self) -> None:
         self.client.reset()
@@ -69,7 +73,9 @@ class RunReport:
     guard_counts: dict = field(default_factory=dict)
     faults: list = field(default_factory=list)
     tick_starts: list = field(default_factory=list)
-    inference_ms: list = field(default_factory=list)
+    inference_ms: list = field(default_factory=list)  # request to chunk available (compute + injected delay)
+    late_ticks: list = field(default_factory=list)  # ticks from a request's observation to its chunk's use
+    switch_jumps: list = field(default_factory=list)  # |new plan - old plan| at each chunk switch
     inference_errors: list = field(default_factory=list)
 
     def jitter_ms(self, control_hz: float) -> np.ndarray:
@@ -78,13 +84,18 @@ class RunReport:
 
 
 class Controller:
-    def __init__(self, robot, policy, control_hz: float, guard: SafetyGuard | None = None,
-                 actions_per_chunk: int | None = None, refill_at: int | None = None, max_ticks: int | None = None,
-                 record: bool = False):
+    def __init__(self, robot, policy, control_hz: float, guard: SafetyGuard | None = None, chunking: str = "naive",
+                 clock=None, delay: InferenceDelay | None = None, refill_at: int | None = None,
+                 max_ticks: int | None = None, record: bool = False, ensemble_coeff: float = 0.01):
         self.robot, self.policy, self.control_hz = robot, policy, control_hz
         self.guard = guard or SafetyGuard(robot.limits, control_hz)
-        self.actions_per_chunk = actions_per_chunk or policy.actions_per_chunk
-        self.refill_at, self.max_ticks, self.record = refill_at, max_ticks, record
+        self.plan = ChunkPlan(chunking, policy.chunk_size, policy.n_action_steps, ensemble_coeff, refill_at)
+        if chunking == "prefix" and not policy.accepts_prefix:
+            raise ValueError("chunking=prefix needs a policy that conditions on given actions; this one does not "
+                             "(accepts_prefix is false): use naive or ensemble")
+        self.clock = clock or RealClock()
+        self.delay = delay or InferenceDelay()
+        self.max_ticks, self.record = max_ticks, record
         policy.schema.require_compatible(robot.schema, "robot")
         self.stop_requested = threading.Event()
         self.frames: list[dict] = []
@@ -94,84 +105,87 @@ class Controller:
         self._stop_reason = reason
         self.stop_requested.set()
 
-    def _submit(self, pool: ThreadPoolExecutor, obs: dict, report: RunReport) -> Future:
-        def timed():
+    def _submit(self, obs: dict, prefix: np.ndarray | None, report: RunReport):
+        delay_s = self.delay.sample_s()
+
+        def infer():
             t0 = time.perf_counter()
-            chunk = self.policy.infer(obs)
-            report.inference_ms.append((time.perf_counter() - t0) * 1000)
+            chunk = self.policy.infer(obs, prefix)
+            compute_ms = 0.0 if self.clock.simulated else (time.perf_counter() - t0) * 1000  # simulated: no time
+            report.inference_ms.append(compute_ms + delay_s * 1000)
             return chunk
-        return pool.submit(timed)
+        return self.clock.submit(infer, delay_s)
+
+    def _end_reason(self, report: RunReport) -> str | None:
+        if self.stop_requested.is_set():
+            return self._stop_reason
+        if getattr(self.robot, "done", False):
+            return "episode done"
+        if self.max_ticks is not None and report.ticks >= self.max_ticks:
+            return "max ticks"
+        if self.guard.stopped:
+            return "guard stop"
+        return None
 
     def run(self) -> RunReport:
-        report, dt = RunReport(), 1.0 / self.control_hz
-        queue: deque = deque()
-        pending: Future | None = None
-        pending_tick = 0
+        report, dt, clock = RunReport(), 1.0 / self.control_hz, self.clock
+        pending, pending_tick = None, 0
         self._stop_reason = ""
         self.frames = []
+        self.plan.reset()
         self.robot.connect()
         self.policy.reset()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
-        next_tick = time.perf_counter()
+        next_tick = clock.now()
         try:
-            while True:
-                if self.stop_requested.is_set():
-                    report.ended_by = self._stop_reason
-                    break
-                if getattr(self.robot, "done", False):
-                    report.ended_by = "episode done"
-                    break
-                if self.max_ticks is not None and report.ticks >= self.max_ticks:
-                    report.ended_by = "max ticks"
-                    break
-                if self.guard.stopped:
-                    report.ended_by = "guard stop"
-                    break
-                now = time.perf_counter()
+            while (reason := self._end_reason(report)) is None:
+                now, tick = clock.now(), report.ticks
                 report.tick_starts.append(now)
                 obs = self.robot.observe()
-                if pending is not None and pending.done():
-                    queue = self._take_chunk(pending, report.ticks - pending_tick, report) or queue
-                    pending = None
-                if pending is None and len(queue) <= self._refill_at(report):
-                    pending, pending_tick = self._submit(pool, obs, report), report.ticks
-                command = self.guard.step(queue.popleft() if queue else None, now)
+                for attempt in range(2):  # take an arrived chunk; ask for the next; take it if it is in already
+                    if pending is not None and pending.done():
+                        self._take_chunk(pending, pending_tick, report)
+                        pending = None
+                    if attempt == 0 and pending is None and self.plan.wants_chunk(tick, self._delay_ticks(report)):
+                        prefix = self.plan.prefix(tick, self._delay_ticks(report))
+                        pending, pending_tick = self._submit(obs, prefix, report), tick
+                command = self.guard.step(self.plan.action(tick), now)
                 self.robot.act(command)
                 if self.record:
                     self.frames.append({**{k: v for k, v in obs.items() if k != TASK_KEY}, ACTION_KEY: command})
                 report.ticks += 1
                 next_tick += dt
-                delay = next_tick - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+                if clock.now() < next_tick:
+                    clock.sleep_until(next_tick)
                 else:
-                    next_tick = time.perf_counter()  # overran: do not try to catch up with a burst
+                    next_tick = clock.now()  # overran: do not try to catch up with a burst
+            report.ended_by = reason
         finally:
             self._ramp_down()
-            pool.shutdown(wait=False, cancel_futures=True)
+            clock.close()
             self.robot.disconnect()
         report.success = getattr(self.robot, "success", None)
         report.guard_counts, report.faults = dict(self.guard.counts), list(self.guard.faults)
         return report
 
-    def _refill_at(self, report: RunReport) -> int:
-        if self.refill_at is not None:
-            return self.refill_at
-        recent = report.inference_ms[-10:]
-        latency_ticks = math.ceil(max(recent) / 1000 * self.control_hz) if recent else 1
-        return max(1, min(latency_ticks, self.actions_per_chunk - 1))
+    def _delay_ticks(self, report: RunReport) -> int:
+        """The expected latency in ticks: the slowest of the last 10 chunks (1 before any has arrived)."""
+        recent = report.late_ticks[-10:]
+        return max(recent) if recent else 1
 
-    def _take_chunk(self, future: Future, late: int, report: RunReport) -> deque | None:
+    def _take_chunk(self, future, start: int, report: RunReport) -> None:
         try:
             chunk = np.asarray(future.result(), np.float64)
         except Exception as e:  # a timeout, a lost server, a failed inference: the guard's watchdog covers it
             report.inference_errors.append(f"{type(e).__name__}: {e}")
             log.warning("inference failed: %s: %s", type(e).__name__, e)
-            return None
+            return
         if chunk.ndim != 2 or chunk.shape[1] != self.guard.last.shape[0]:
             report.inference_errors.append(f"chunk of shape {chunk.shape}")
-            return None
-        return deque(chunk[: self.actions_per_chunk][late:])
+            return
+        report.late_ticks.append(report.ticks - start)
+        jump = self.plan.add(chunk, start, report.ticks)
+        if jump is not None:
+            report.switch_jumps.append(jump)
 
     def _ramp_down(self) -> None:
         """Controlled stop: rate-limited commands towards the hold target, at the control rate (<= 1 s)."""
@@ -181,8 +195,8 @@ class Controller:
             if np.allclose(self.guard.last, target):
                 return
             try:
-                self.robot.act(self.guard.step(None, time.perf_counter()))
+                self.robot.act(self.guard.step(None, self.clock.now()))
             except Exception:  # the robot is gone already: nothing more to send
                 log.exception("robot failed during the stop ramp")
                 return
-            time.sleep(1.0 / self.control_hz)
+            self.clock.sleep_until(self.clock.now() + 1.0 / self.control_hz)

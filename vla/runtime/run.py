@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.runtime.clock import InferenceDelay, RealClock, SimulatedClock
 from vla.runtime.controller import Controller, LocalPolicy, RemotePolicy, RunReport
 from vla.runtime.guard import SafetyGuard
 
@@ -24,7 +25,12 @@ class RobotConfig:
     seed: int = 100_000
     max_episode_steps: int = 300
     control_hz: float = 20.0
+    chunking: str = "naive"  # naive | prefix (real-time chunking) | ensemble (ACT's temporal ensembling)
+    ensemble_coeff: float = 0.01
     refill_at: int | None = None
+    sim_time: bool = False  # step the sim in simulated real time (reproducible on any machine)
+    delay_ms: float = 0.0  # injected inference delay: fixed part...
+    delay_jitter_ms: float = 0.0  # ...plus an exponential tail of this mean
     recv_timeout_s: float = 1.0
     hold_after_s: float = 0.25
     stop_after_s: float = 1.0
@@ -32,6 +38,19 @@ class RobotConfig:
     record: str | None = None
     lerobot: dict = field(default_factory=dict)
     out: str | None = None
+
+    def __post_init__(self) -> None:
+        from vla.runtime.chunking import METHODS
+
+        if self.robot not in ("sim", "lerobot", "mock"):
+            raise ValueError(f"robot={self.robot!r}: expected sim, lerobot or mock")
+        if self.chunking not in METHODS:
+            raise ValueError(f"chunking={self.chunking!r}: expected one of {list(METHODS)}")
+        if self.sim_time and self.robot == "lerobot":
+            raise ValueError("sim_time=true is for robot=sim or mock; a real robot runs on the wall clock")
+        if self.delay_ms < 0 or self.delay_jitter_ms < 0 or self.control_hz <= 0:
+            raise ValueError(f"delay_ms and delay_jitter_ms must be >= 0 and control_hz > 0, got {self.delay_ms}, "
+                             f"{self.delay_jitter_ms} and {self.control_hz}")
 
 
 def policy_source(cfg: RobotConfig):
@@ -93,8 +112,6 @@ def _episodes(cfg: RobotConfig, source):
 
         dim = source.schema.action_dim
         yield "mock", MockRobot(source.schema, Limits(-np.ones(dim), np.ones(dim), cfg.max_delta))
-    else:
-        raise ValueError(f"robot={cfg.robot!r}: expected sim, lerobot or mock")
 
 
 def _run(cfg: RobotConfig, source, controllers: list) -> dict:
@@ -105,8 +122,11 @@ def _run(cfg: RobotConfig, source, controllers: list) -> dict:
     for label, robot in _episodes(cfg, source):
         guard = SafetyGuard(robot.limits, cfg.control_hz, cfg.hold_after_s, cfg.stop_after_s)
         max_ticks = None if cfg.robot == "sim" else cfg.max_episode_steps  # the sim env ends its own episodes
-        controller = Controller(robot, source, cfg.control_hz, guard, refill_at=cfg.refill_at, max_ticks=max_ticks,
-                                record=cfg.record is not None)
+        seed = getattr(robot, "seed", None) or 0
+        controller = Controller(robot, source, cfg.control_hz, guard, chunking=cfg.chunking,
+                                clock=SimulatedClock() if cfg.sim_time else RealClock(),
+                                delay=InferenceDelay(cfg.delay_ms, cfg.delay_jitter_ms, seed), refill_at=cfg.refill_at,
+                                max_ticks=max_ticks, record=cfg.record is not None, ensemble_coeff=cfg.ensemble_coeff)
         controllers[:] = [controller]
         report: RunReport = controller.run()
         jitter = report.jitter_ms(cfg.control_hz)
@@ -115,7 +135,9 @@ def _run(cfg: RobotConfig, source, controllers: list) -> dict:
                "faults": report.faults, "inference_errors": len(report.inference_errors),
                "jitter_ms_p50": float(np.percentile(jitter, 50)) if len(jitter) else None,
                "jitter_ms_p99": float(np.percentile(jitter, 99)) if len(jitter) else None,
-               "inference_ms_p50": float(np.median(report.inference_ms)) if report.inference_ms else None}
+               "inference_ms_p50": float(np.median(report.inference_ms)) if report.inference_ms else None,
+               "late_ticks_max": max(report.late_ticks, default=None),
+               "switch_jump_mean": float(np.mean(report.switch_jumps)) if report.switch_jumps else None}
         results["episodes"].append(row)
         if cfg.record and controller.frames:
             store = _save(cfg.record, robot, controller.frames, row, store)

@@ -2,8 +2,8 @@
 
 Protocol (every frame binary msgpack, see `vla.runtime.wire`):
   on connect, server -> client  {"type": "metadata", "schema": ..., "control_hz", "chunk_size",
-                                 "n_action_steps", "checkpoint_id"}
-  client -> server              {"type": "infer", "id": int, "obs": {key: array | str}}
+                                 "n_action_steps", "accepts_prefix", "checkpoint_id"}
+  client -> server              {"type": "infer", "id": int, "obs": {key: array | str}[, "prefix": (k, D)]}
                                 {"type": "reset", "id": int}
   server -> client              {"type": "chunk", "id", "actions": (H, D) float32, "server_ms": float}
                                 {"type": "reset", "id"} | {"type": "error", "id", "error": str}
@@ -13,6 +13,9 @@ taken as openpi's, the observation map itself (its `"prompt"` standing for `task
 encoding; the reply is {"actions": (H, D) float32, "server_timing": {"infer_ms"}} in that encoding, and an error
 is a text frame naming the problem, which its client raises. Its `Api-Key` authorization header is accepted
 beside `Bearer`.
+
+A "prefix" (real-time chunking) holds the k < H actions that will run before the chunk arrives; the chunk
+starts with them and the policy predicts the rest to follow them (where the policy `accepts_prefix`).
 
 A bad request (not msgpack, unknown type, a missing key, a wrong shape or dtype, a non-finite value) gets
 an error reply naming the problem and the connection stays open; a frame over `max_message_bytes` closes
@@ -38,7 +41,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from vla.policies.protocol import batch_observation
+from vla.policies.protocol import batch_observation, check_prefix
 from vla.runtime.wire import WireError, pack, pack_openpi, unpack
 from vla.schema import TASK_KEY, SchemaError
 
@@ -74,7 +77,7 @@ class PolicyServer:
         self.metadata = {
             "type": "metadata", "schema": self.schema.to_json(), "checkpoint_id": ckpt_id,
             "control_hz": cfg.control_hz or self.schema.fps, "chunk_size": policy.chunk_size,
-            "n_action_steps": policy.n_action_steps,
+            "n_action_steps": policy.n_action_steps, "accepts_prefix": policy.accepts_prefix,
             "env_tasks": policy.meta.get("env_tasks", []),  # the simulator tasks it trained on
         }
         self._lock = threading.Lock()  # one inference at a time on the one model
@@ -110,7 +113,7 @@ class PolicyServer:
     async def _answer(self, frame) -> bytes | str:
         """One request frame -> the reply frame, in the dialect of the request (ours, or openpi's)."""
         self.requests += 1
-        request_id, openpi = None, False
+        request_id, openpi, prefix = None, False, None
         try:
             msg = unpack(frame)
             if not isinstance(msg, dict):
@@ -130,9 +133,10 @@ class PolicyServer:
                 obs = msg.get("obs")
                 if not isinstance(obs, dict):
                     raise SchemaError("request has no 'obs' map")
+                prefix = self._prefix(msg.get("prefix"))
             self.schema.validate_observation(obs)  # names the key, the shapes and dtypes
             t0 = time.perf_counter()
-            actions = await asyncio.to_thread(self._infer, obs)
+            actions = await asyncio.to_thread(self._infer, obs, prefix)
             infer_ms = (time.perf_counter() - t0) * 1000
             if openpi:
                 return pack_openpi({"actions": actions, "server_timing": {"infer_ms": infer_ms}})
@@ -147,9 +151,21 @@ class PolicyServer:
         self.errors += 1
         return error if openpi else pack({"type": "error", "id": request_id, "error": error})
 
-    def _infer(self, obs: dict) -> np.ndarray:
+    def _prefix(self, prefix) -> np.ndarray | None:
+        if prefix is None:
+            return None
+        if not self.policy.accepts_prefix:
+            raise WireError("this policy cannot condition on a prefix (metadata accepts_prefix is false)")
+        try:
+            return check_prefix(np.asarray(prefix)[None], 1, self.policy.chunk_size, self.schema.action_dim)
+        except (ValueError, TypeError) as e:
+            raise WireError(str(e)) from None
+
+    def _infer(self, obs: dict, prefix: np.ndarray | None = None) -> np.ndarray:
+        batch = batch_observation(obs)
         with self._lock:
-            return np.asarray(self.policy.predict_chunk(batch_observation(obs))[0], np.float32)
+            chunk = self.policy.predict_chunk(batch) if prefix is None else self.policy.predict_chunk(batch, prefix=prefix)
+        return np.asarray(chunk[0], np.float32)
 
     # ---- running ----------------------------------------------------------------------------------------
     async def serve_forever(self, ready: threading.Event | None = None, stop: asyncio.Event | None = None) -> None:

@@ -12,6 +12,7 @@ from vla.envs.metaworld.env import MetaWorldEnv, expert_policy_class
 
 class MetaWorldExpert:
     chunk_size = n_action_steps = 1  # decides every step from the simulator state
+    accepts_prefix = False
     meta: ClassVar[dict] = {}
 
     def __init__(self, env: MetaWorldEnv):

@@ -54,6 +54,7 @@ def plan(env: TabletopEnv) -> list[Phase]:
 
 class TabletopExpert:
     chunk_size = n_action_steps = 1  # decides every step from the simulator state
+    accepts_prefix = False
     meta: ClassVar[dict] = {}
 
     def __init__(self, env: TabletopEnv):
