@@ -52,6 +52,10 @@ def test_prefix_training_masks_everything_after_a_real_prefix():
         assert k % 4 == 0 and 1 <= k // 4 <= 3 and all(row[k:])  # whole timesteps, 1..H-1, then all MASK
     mixed = make_policy(token_dropout=0.5).model.masked_inputs(64, torch.Generator().manual_seed(0))
     assert 0.3 < mixed.float().mean() < 0.7
+    with pytest.raises(ValueError, match="prefix_prob must be in"):
+        tiny_model_config(prefix_prob=1.5)
+    with pytest.raises(ValueError, match="input_noise must be >= 0"):
+        tiny_model_config(input_noise=-0.1)
 
 
 def test_schedule_plans_a_chunk_every_max_s_d_ticks():

@@ -27,7 +27,8 @@ rest is predicted, so the new chunk continues from them. Token dropout already t
 tokens and MASK; `prefix_prob` adds samples laid out exactly as at inference (a real prefix of random length,
 MASK after it). Measured on Meta-World (README, "Control under latency"), the head continues given tokens
 even when they come from an older plan, so errors compound; `input_noise` (noise on the real action inputs in
-training) makes it lean on the image more.
+training) makes it lean on the image: with prefix_prob 0.5 and input_noise 0.6, real-time chunking at 3 ticks
+of delay matched lockstep, at a cost in lockstep success.
 """
 
 from __future__ import annotations
