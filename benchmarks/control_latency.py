@@ -30,7 +30,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
-METHODS = ("naive", "prefix", "ensemble")
+from vla.runtime.chunking import METHODS
+
 _policy = None  # one per worker process
 
 

@@ -145,8 +145,9 @@ class Controller:
                     if pending is not None and pending.done():
                         self._take_chunk(pending, pending_tick, report)
                         pending = None
-                    if attempt == 0 and pending is None and self.plan.wants_chunk(tick, self._delay_ticks(report)):
-                        prefix = self.plan.prefix(tick, self._delay_ticks(report))
+                    delay_ticks = self._delay_ticks(report)
+                    if attempt == 0 and pending is None and self.plan.wants_chunk(tick, delay_ticks):
+                        prefix = self.plan.prefix(tick, delay_ticks)
                         pending, pending_tick = self._submit(obs, prefix, report), tick
                 command = self.guard.step(self.plan.action(tick), now)
                 self.robot.act(command)
