@@ -62,15 +62,13 @@ def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass():
     images = torch.from_numpy(obs["observation.images.corner2"][:, None])
     prefix = model.build_prefix(images, obs["observation.state"], ["a", "press the big red button", "close"])
     assert len(set((prefix["attention_mask"] == 0).sum(1).tolist())) > 1, "the batch must mix pad lengths"
-    values = model.generate(**prefix)
+    values = model.generate(prefix)
     ids = model.first_action_id + tok.nearest_bin(values)
-    full = torch.cat([prefix["input_ids"], ids], 1)
-    mask = torch.cat([prefix["attention_mask"], torch.ones_like(ids)], 1)
     with torch.no_grad():
-        hidden = model.backbone(full, mask, prefix["pixel_values"]).last_hidden_state[:, -ids.shape[1] - 1 : -1]
+        hidden = model.backbone(model.backbone.append(prefix, ids)).last_hidden_state[:, -ids.shape[1] - 1 : -1]
     torch.testing.assert_close(tok.expected_value(model.action_logits(hidden)), values, atol=1e-4, rtol=0)
     # stopping early yields the same first tokens
-    torch.testing.assert_close(model.generate(**prefix, n_tokens=5), values[:, :5])
+    torch.testing.assert_close(model.generate(prefix, n_tokens=5), values[:, :5])
 
 
 def test_observation_is_validated_with_the_key_and_shape():

@@ -141,8 +141,9 @@ def train(cfg: TrainConfig) -> Path:
     model = policy.model
     tok = model.action_tokenizer
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # all but what finetune froze
+    decay = [p for n, p in trainable if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in trainable if not (p.ndim >= 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95),
@@ -171,7 +172,7 @@ def train(cfg: TrainConfig) -> Path:
         target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         with accelerator.autocast():
-            result = model(**prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
+            result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
                            generator=gen)
         accelerator.backward(result["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)

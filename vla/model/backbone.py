@@ -1,9 +1,20 @@
-"""Backbone adapter over transformers VLMs of the SmolVLM / Idefics3 family.
+"""Backbone adapters over transformers VLMs: the one place that knows which family runs.
+
+A `Backbone` owns everything family-specific:
+- its text tokenizer and how a prompt is framed (BOS, separators);
+- the token block that stands for one camera image (image placeholders and the family's special tokens);
+- image preprocessing at the family's own resolution and normalization;
+- position ids (1-D RoPE positions, PaliGemma's 1-indexed ones, Qwen2.5-VL's 3-D mrope);
+- attention extras (PaliGemma's bidirectional prefix);
+- which modules are the vision tower (for `finetune="frozen_vision"`).
+The VLA model asks it for a prefix (`prefix`), appends its own tokens (`append`), runs it (`forward`), and
+never learns the family. Families live in `vla/model/families/`, one file each, registered by `model_type`.
 
 The embedded default is a tiny SmolVLM-architecture model built from a config (random init) whose text
 tokenizer needs no vocabulary files: a byte-level BPE fitted on the training prompts and saved in the
-checkpoint (`text_tokenizer.py`), or ByT5 bytes. Everything runs offline on a CPU. A pretrained
-SmolVLM / SmolVLM2 / Idefics3 loads from a local directory (`path=`) with its own tokenizer.
+checkpoint (`text_tokenizer.py`), or ByT5 bytes. Everything runs offline on a CPU. A pretrained backbone
+loads from a local directory (`path=`) with its own tokenizer, which the checkpoint then keeps a copy of,
+so a checkpoint loads without the directory it was fine-tuned from.
 
 Either way the adapter appends new token ids after the text vocabulary (an image placeholder for the
 embedded model, then whatever the caller asks for: the VLA's MASK, action-bin and state-bin ids);
@@ -14,27 +25,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers import (
-    AutoConfig,
-    AutoModelForImageTextToText,
-    AutoTokenizer,
-    ByT5Tokenizer,
-    SmolVLMConfig,
-    SmolVLMForConditionalGeneration,
-)
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, ByT5Tokenizer
 
 from vla.model import text_tokenizer as bpe
 
-SUPPORTED_FAMILIES = ("smolvlm", "idefics3")
 TEXT_TOKENIZERS = ("bpe", "byt5")
+FINETUNE_MODES = ("full", "frozen_vision", "lora")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
 
 
 @dataclass
 class BackboneConfig:
-    path: str | None = None  # a local pretrained SmolVLM/Idefics3 directory; None: the embedded model
+    path: str | None = None  # a local pretrained VLM directory; None: the embedded model
+    # The embedded model's architecture (ignored with path=):
     image_size: int = 96
     patch_size: int = 12
     vision_hidden: int = 128
@@ -50,10 +58,25 @@ class BackboneConfig:
     # eager attention than with SDPA's CPU kernels (benchmarks/train_speed.py measures it); "sdpa" (or
     # "flash_attention_2") is the choice on a GPU and for a pretrained backbone's long sequences.
     attention: str = "eager"
+    # Fine-tuning (any backbone; it matters for the large ones):
+    # "full" trains every weight; "frozen_vision" freezes the vision encoder (its projector still trains);
+    # "lora" trains low-rank adapters on the language model's linear layers (peft) plus the appended tokens'
+    # embedding and output rows, and freezes the rest.
+    finetune: str = "full"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    dtype: str = "float32"  # the weights' dtype; "bfloat16" halves a large backbone's memory (LoRA adapters stay fp32)
 
     def __post_init__(self) -> None:
         if self.text_tokenizer not in TEXT_TOKENIZERS:
             raise ValueError(f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        if self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:
@@ -66,113 +89,157 @@ class BackboneConfig:
                     raise ValueError(f"{name}={getattr(self, name)} is not a multiple of head_dim={self.head_dim}")
 
 
-def embedded_hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVLMConfig:
-    heads_v, heads_t = cfg.vision_hidden // cfg.head_dim, cfg.text_hidden // cfg.head_dim
-    return SmolVLMConfig(
-        vision_config=dict(
-            hidden_size=cfg.vision_hidden, intermediate_size=4 * cfg.vision_hidden,
-            num_hidden_layers=cfg.vision_layers, num_attention_heads=heads_v,
-            image_size=cfg.image_size, patch_size=cfg.patch_size,
-        ),
-        text_config=dict(
-            model_type="llama", vocab_size=text_vocab + n_new_tokens, hidden_size=cfg.text_hidden,
-            intermediate_size=4 * cfg.text_hidden, num_hidden_layers=cfg.text_layers,
-            num_attention_heads=heads_t, num_key_value_heads=heads_t, max_position_embeddings=1024,
-            pad_token_id=0, tie_word_embeddings=False,
-        ),
-        image_token_id=text_vocab,  # the first appended id
-        scale_factor=cfg.scale_factor,
-        tie_word_embeddings=False,
-    )
+def resize_normalize(images: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
+    """(B, n_cams, H, W, 3) uint8 -> (B * n_cams, 3, h, w) float, resized and normalized per channel."""
+    x = images.reshape(-1, *images.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 class Backbone(torch.nn.Module):
-    """Wraps the HF model; exposes embeddings of the appended tokens and a prefix/step forward."""
+    """One VLM family behind the interface the VLA model uses. Subclasses fill in the hooks below."""
 
-    def __init__(self, model: SmolVLMForConditionalGeneration, text_tokenizer, first_new_id: int,
-                 fitted_tokenizer: bool = False):
+    model_types: ClassVar[tuple[str, ...]] = ()
+    image_mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    image_std: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+
+    def __init__(self, model: torch.nn.Module, text_tokenizer, first_new_id: int, fitted_tokenizer: bool = False):
         super().__init__()
         self.model = model
         self.text_tokenizer = text_tokenizer
-        self.fitted_tokenizer = fitted_tokenizer  # saved with the checkpoint (a pretrained one lives at `path`)
+        self.fitted_tokenizer = fitted_tokenizer  # the embedded model's, saved as text_tokenizer.json
         self.first_new_id = first_new_id
-        vc = model.config.vision_config
-        self.image_size = int(vc.image_size)
         self.image_token_id = int(model.config.image_token_id)
-        grid = self.image_size // int(vc.patch_size)
-        self.image_seq_len = (grid // int(model.config.scale_factor)) ** 2
         self.pad_token_id = int(text_tokenizer.pad_token_id or 0)
 
-    @classmethod
-    def build(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None,
-              prompts: list[str] | None = None, checkpoint: Path | None = None) -> Backbone:
-        """A fresh backbone: random init for the embedded model, pretrained weights for `path`.
+    # ---- family hooks -----------------------------------------------------------------------------------
+    def image_block(self, height: int, width: int) -> list[int]:
+        """The token ids that stand for one camera image of this resolution."""
+        raise NotImplementedError
 
-        n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
-        prompts: the training prompts a "bpe" text tokenizer is fitted on (a new model).
-        hf_config and checkpoint (loading a checkpoint) rebuild the exact architecture and the fitted text
-        tokenizer without touching `path`.
-        """
-        if cfg.path is None:
-            if cfg.text_tokenizer == "byt5":
-                tok = ByT5Tokenizer()
-            elif checkpoint is not None:
-                tok = bpe.load(checkpoint)
-            elif prompts:
-                tok = bpe.fit_bpe(prompts)
-            else:
-                raise ValueError('text_tokenizer="bpe" needs the training prompts to fit on')
-            config = (SmolVLMConfig(**hf_config) if hf_config
-                      else embedded_hf_config(cfg, len(tok), 1 + n_action_tokens))
-            if config.image_token_id != len(tok):
-                raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
-                                 f"{config.image_token_id} (the image token comes right after them)")
-            model = SmolVLMForConditionalGeneration(config)
-            model.set_attn_implementation(cfg.attention)
-            return cls(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
-        return cls._pretrained(cfg, n_action_tokens, hf_config)
+    def vision_inputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, n_cams, H, W, 3) uint8 -> the keyword arguments the family's model takes for them."""
+        raise NotImplementedError
 
-    def save_text_tokenizer(self, directory: Path) -> None:
-        if self.fitted_tokenizer:
-            bpe.save(self.text_tokenizer, directory)
+    def vision_tower(self) -> list[torch.nn.Module]:
+        """The modules `finetune="frozen_vision"` freezes."""
+        raise NotImplementedError
 
-    @classmethod
-    def _pretrained(cls, cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None) -> Backbone:
-        path = Path(cfg.path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"backbone path {path} has no config.json (a local model directory is needed)")
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        if config.model_type not in SUPPORTED_FAMILIES:
-            raise ValueError(f"{path}: model_type {config.model_type!r} is not one of {SUPPORTED_FAMILIES}")
-        if hf_config is not None:  # loading our checkpoint: architecture from it, weights come after
-            model = AutoModelForImageTextToText.from_config(type(config)(**hf_config),
-                                                            attn_implementation=cfg.attention)
-            first_new = hf_config["text_config"]["vocab_size"] - n_action_tokens
-        else:
-            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True,
-                                                                attn_implementation=cfg.attention)
-            first_new = model.get_input_embeddings().num_embeddings
-            model.resize_token_embeddings(first_new + n_action_tokens)
-        return cls(model, tok, first_new_id=first_new)
+    def frame_text(self, ids: list[int]) -> list[int]:
+        """The family's framing of the prompt's text tokens (e.g. a BOS)."""
+        return ids
+
+    def positions(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Position ids of a left-padded prefix: 0, 1, ... over the real tokens (RoPE)."""
+        mask = inputs["attention_mask"]
+        return (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def prefix_extras(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attention extras of a prefix (PaliGemma's token types)."""
+        return {}
+
+    # ---- what the VLA model uses ------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.frame_text(self.text_tokenizer(text, add_special_tokens=False).input_ids)
+
+    def prefix(self, images: torch.Tensor, texts: list[list[int]], tails: list[list[int]]) -> dict[str, torch.Tensor]:
+        """images (B, n_cams, H, W, 3) uint8; per sample the text ids (`encode`) and the ids after them ->
+        the left-padded prefix [pad ...] [image block per camera] [text] [tail], as model inputs."""
+        block = self.image_block(*images.shape[2:4]) * images.shape[1]
+        seqs = [block + t + s for t, s in zip(texts, tails, strict=True)]
+        length = max(map(len, seqs))
+        device = self.model.device
+        input_ids = torch.tensor([[self.pad_token_id] * (length - len(s)) + s for s in seqs], device=device)
+        mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs], device=device)
+        inputs = {"input_ids": input_ids, "attention_mask": mask, **self.vision_inputs(images.to(device)),
+                  **self.prefix_extras(input_ids)}
+        inputs["position_ids"] = self.positions(inputs)
+        return inputs
+
+    @staticmethod
+    def append(inputs: dict[str, torch.Tensor], ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """inputs with (B, k) ids appended as causally attending tokens at the next positions."""
+        k = ids.shape[1]
+        pos = inputs["position_ids"]
+        out = dict(inputs)
+        out["input_ids"] = torch.cat([inputs["input_ids"], ids.to(inputs["input_ids"])], dim=1)
+        out["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(ids)], dim=1)
+        out["position_ids"] = torch.cat([pos, pos[..., -1:] + torch.arange(1, k + 1, device=pos.device)], dim=-1)
+        if "token_type_ids" in inputs:  # 1: the causal suffix
+            out["token_type_ids"] = torch.cat([inputs["token_type_ids"], torch.ones_like(ids)], dim=1)
+        return out
+
+    @staticmethod
+    def last(inputs: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """The inputs of a KV-cached step over the last k tokens of `inputs` (the cache holds the rest)."""
+        return {"input_ids": inputs["input_ids"][:, -k:], "attention_mask": inputs["attention_mask"],
+                "position_ids": inputs["position_ids"][..., -k:]}
+
+    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
+        return self.model.model(**inputs, past_key_values=past_key_values, use_cache=use_cache)
+
+    def output_weights(self, first_id: int, count: int) -> torch.Tensor:
+        """Rows of the LM head for ids [first_id, first_id + count): the only logits we ever need."""
+        head = self.model.get_output_embeddings()
+        adapter = getattr(head, "token_adapter", None)  # LoRA: peft trains the appended rows as a delta
+        if adapter is None:
+            return head.weight[first_id : first_id + count]
+        offset = first_id - self.first_new_id
+        return adapter.trainable_tokens_delta[adapter.active_adapters[0]][offset : offset + count]
 
     def hf_config_dict(self) -> dict:
         return self.model.config.to_dict()
 
-    def preprocess_images(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, n_cams, H, W, 3) uint8 -> (B, n_cams, 3, S, S) float in [-1, 1] at the encoder's size."""
-        b, n = images.shape[:2]
-        x = images.reshape(b * n, *images.shape[2:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return x.reshape(b, n, 3, self.image_size, self.image_size)
+    def save_text_tokenizer(self, directory: Path) -> None:
+        if self.fitted_tokenizer:
+            bpe.save(self.text_tokenizer, directory)
+        elif not isinstance(self.text_tokenizer, ByT5Tokenizer):
+            self.text_tokenizer.save_pretrained(directory / PRETRAINED_TOKENIZER_DIR)
 
-    def forward(self, input_ids, attention_mask, pixel_values=None, past_key_values=None, use_cache=False):
-        return self.model.model(
-            input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-            past_key_values=past_key_values, use_cache=use_cache,
-        )
+    # ---- construction -----------------------------------------------------------------------------------
+    @staticmethod
+    def build(cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None,
+              prompts: list[str] | None = None, checkpoint: Path | None = None) -> Backbone:
+        """A fresh backbone: random init for the embedded model, pretrained weights for `path`.
 
-    def output_weights(self, first_id: int, count: int) -> torch.Tensor:
-        """Rows of the LM head for ids [first_id, first_id + count): the only logits we ever need."""
-        return self.model.lm_head.weight[first_id : first_id + count]
+        n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
+        prompts: the training prompts a "bpe" text tokenizer is fitted on (a new embedded model).
+        hf_config and checkpoint (loading a checkpoint) rebuild the exact architecture and the text tokenizer
+        from the checkpoint alone; its weights are loaded after (and after `apply_finetune`)."""
+        from vla.model.families import embedded, family_of
+
+        if cfg.path is None:
+            return embedded.build(cfg, n_action_tokens, hf_config, prompts, checkpoint)
+        dtype = DTYPES[cfg.dtype]
+        if hf_config is not None:  # loading our checkpoint: architecture and tokenizer from it
+            family = family_of(hf_config.get("model_type"), f"{checkpoint} backbone_hf_config")
+            tok_dir = Path(checkpoint) / PRETRAINED_TOKENIZER_DIR
+            if not tok_dir.is_dir():
+                raise FileNotFoundError(f"{tok_dir}: the checkpoint's copy of its backbone's tokenizer is missing")
+            tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+            config = AutoConfig.for_model(**hf_config)
+            model = AutoModelForImageTextToText.from_config(config, attn_implementation=cfg.attention, dtype=dtype)
+            first_new = model.get_input_embeddings().num_embeddings - n_action_tokens
+        else:
+            path = Path(cfg.path)
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(f"backbone path {path} has no config.json (a local model directory is needed)")
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            family = family_of(config.model_type, str(path))
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=dtype,
+                                                                attn_implementation=cfg.attention)
+            first_new = model.get_input_embeddings().num_embeddings
+            model.resize_token_embeddings(first_new + n_action_tokens, mean_resizing=False)
+        return family(model, tok, first_new_id=first_new)
+
+    def apply_finetune(self, cfg: BackboneConfig) -> None:
+        """Freeze, wrap with LoRA and switch on gradient checkpointing as `cfg` says. Called on a new model
+        after its appended rows are initialized, and on a loaded one before its weights are read, so that
+        the parameter names match the checkpoint's."""
+        from vla.model.finetune import apply_finetune
+
+        apply_finetune(self, cfg)

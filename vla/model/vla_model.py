@@ -116,7 +116,7 @@ class VLAModel(torch.nn.Module):
     def text_ids(self, instruction: str) -> list[int]:
         if instruction not in self._text_ids:
             text = self.prompt_text(instruction)
-            self._text_ids[instruction] = self.backbone.text_tokenizer(text, add_special_tokens=False).input_ids
+            self._text_ids[instruction] = self.backbone.encode(text)
         return self._text_ids[instruction]
 
     @torch.no_grad()
@@ -131,31 +131,19 @@ class VLAModel(torch.nn.Module):
         head.copy_(ordinal_embedding(n_a, head.shape[1], head.std()))
 
     def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
-        """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> left-padded prefix tensors."""
-        image_ids = [self.backbone.image_token_id] * (self.backbone.image_seq_len * self.n_cameras)
+        """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> the backbone's prefix inputs:
+        the images, the instruction and the state bins, laid out as the backbone's family lays them out."""
         state_ids = self.first_state_id + self.state_tokenizer.to_bins(
             self.state_tokenizer.normalize(np.asarray(states, np.float32)))
-        seqs = [image_ids + self.text_ids(t) + s.tolist() for t, s in zip(tasks, state_ids, strict=True)]
-        length = max(map(len, seqs))
-        pad = self.backbone.pad_token_id
-        input_ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs], dtype=torch.long)
-        attention_mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
-        device = self.backbone.model.device
-        return {
-            "input_ids": input_ids.to(device),
-            "attention_mask": attention_mask.to(device),
-            "pixel_values": self.backbone.preprocess_images(images.to(device)),
-        }
+        return self.backbone.prefix(images, [self.text_ids(t) for t in tasks], state_ids.tolist())
 
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins).T
 
-    def _action_position_logits(self, input_ids, attention_mask, pixel_values, action_inputs) -> torch.Tensor:
+    def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
         """One pass over prefix + T action inputs; logits at the positions that predict each action token."""
-        ids = torch.cat([input_ids, action_inputs], dim=1)
-        mask = torch.cat([attention_mask, torch.ones_like(action_inputs)], dim=1)
         t = action_inputs.shape[1]
-        hidden = self.backbone(ids, mask, pixel_values).last_hidden_state[:, -t - 1 : -1]
+        hidden = self.backbone(self.backbone.append(prefix, action_inputs)).last_hidden_state[:, -t - 1 : -1]
         return self.action_logits(hidden).float()
 
     # ---- training -------------------------------------------------------------------------------------
@@ -171,18 +159,18 @@ class VLAModel(torch.nn.Module):
             drop = torch.where(as_prefix, torch.arange(t)[None] >= k, drop)
         return drop
 
-    def forward(self, input_ids, attention_mask, pixel_values, target, target_mask,
+    def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
-        target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool, False on padding."""
+        prefix: `build_prefix`'s inputs; target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool, False on padding."""
         noisy = target
         if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
         action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(noisy)
         drop = self.masked_inputs(len(action_ids), generator)
         action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
-        logits = self._action_position_logits(input_ids, attention_mask, pixel_values, action_ids)
+        logits = self._action_position_logits(prefix, action_ids)
         nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
         w = target_mask.float()
         loss = (nll * w).sum() / w.sum().clamp(min=1)
@@ -199,7 +187,7 @@ class VLAModel(torch.nn.Module):
         return centers[logits.argmax(-1)]
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, pixel_values, n_tokens: int | None = None,
+    def generate(self, prefix: dict[str, torch.Tensor], n_tokens: int | None = None,
                  given: torch.Tensor | None = None) -> torch.Tensor:
         """Returns (B, n_tokens) normalized actions in [-1, 1], always finite and always n_tokens of them.
 
@@ -210,42 +198,40 @@ class VLAModel(torch.nn.Module):
         n_tokens = self.n_action_tokens if n_tokens is None else n_tokens
         if not 1 <= n_tokens <= self.n_action_tokens:
             raise ValueError(f"n_tokens must be in [1, {self.n_action_tokens}], got {n_tokens}")
+        batch, device = len(prefix["input_ids"]), prefix["input_ids"].device
         if given is None:
-            given = torch.zeros(len(input_ids), 0, device=input_ids.device)
+            given = torch.zeros(batch, 0, device=device)
         d = self.action_tokenizer.action_dim
-        if given.ndim != 2 or len(given) != len(input_ids) or given.shape[1] % d or given.shape[1] >= self.n_action_tokens:
-            raise ValueError(f"given actions must be (batch {len(input_ids)}, k * {d}) with k < chunk_size "
+        if given.ndim != 2 or len(given) != batch or given.shape[1] % d or given.shape[1] >= self.n_action_tokens:
+            raise ValueError(f"given actions must be (batch {batch}, k * {d}) with k < chunk_size "
                              f"{self.cfg.chunk_size}, got {tuple(given.shape)}")
-        given = given.to(input_ids.device).float().clamp(-1, 1)
+        given = given.to(device).float().clamp(-1, 1)
         given_ids = self.first_action_id + self.action_tokenizer.nearest_bin(given)
         if self.cfg.decoding == "parallel":
-            predicted = self._generate_parallel(input_ids, attention_mask, pixel_values, given_ids)
+            predicted = self._generate_parallel(prefix, given_ids)
         else:
-            predicted = self._generate_autoregressive(input_ids, attention_mask, pixel_values, given_ids,
-                                                      max(n_tokens - given.shape[1], 0))
+            predicted = self._generate_autoregressive(prefix, given_ids, max(n_tokens - given.shape[1], 0))
         return torch.cat([given, predicted[:, given.shape[1]:]], dim=1)[:, :n_tokens]
 
-    def _generate_parallel(self, input_ids, attention_mask, pixel_values, given_ids) -> torch.Tensor:
-        masks = torch.full((len(input_ids), self.n_action_tokens - given_ids.shape[1]), self.mask_id,
-                           dtype=input_ids.dtype, device=input_ids.device)
-        inputs = torch.cat([given_ids.to(input_ids.dtype), masks], dim=1)
-        return self._values(self._action_position_logits(input_ids, attention_mask, pixel_values, inputs))
+    def _generate_parallel(self, prefix, given_ids) -> torch.Tensor:
+        masks = torch.full((len(given_ids), self.n_action_tokens - given_ids.shape[1]), self.mask_id,
+                           dtype=given_ids.dtype, device=given_ids.device)
+        inputs = torch.cat([given_ids, masks], dim=1)
+        return self._values(self._action_position_logits(prefix, inputs))
 
-    def _generate_autoregressive(self, input_ids, attention_mask, pixel_values, given_ids, n_tokens: int) -> torch.Tensor:
+    def _generate_autoregressive(self, prefix, given_ids, n_tokens: int) -> torch.Tensor:
         """Decodes n_tokens after the given ones (which join the prompt); returns given placeholders + them."""
         g = given_ids.shape[1]
-        input_ids = torch.cat([input_ids, given_ids.to(input_ids.dtype)], dim=1)
-        attention_mask = torch.cat([attention_mask, torch.ones_like(given_ids)], dim=1)
-        out = self.backbone(input_ids, attention_mask, pixel_values, use_cache=True)
+        inputs = self.backbone.append(prefix, given_ids)
+        out = self.backbone(inputs, use_cache=True)
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
-        values = [torch.zeros(len(input_ids), g, device=input_ids.device)]  # replaced by the given values
+        values = [torch.zeros(len(given_ids), g, device=given_ids.device)]  # replaced by the given values
         for step in range(n_tokens):
             value = self._values(self.action_logits(hidden).float())
             values.append(value[:, None])
             if step == n_tokens - 1:
                 break
-            next_ids = (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None]
-            attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
-            out = self.backbone(next_ids, attention_mask, past_key_values=cache, use_cache=True)
+            inputs = self.backbone.append(inputs, (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None])
+            out = self.backbone(self.backbone.last(inputs, 1), past_key_values=cache, use_cache=True)
             hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
         return torch.cat(values, dim=1)

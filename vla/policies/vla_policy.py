@@ -56,6 +56,7 @@ class VLAPolicy:
         backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), prompts=prompts)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
         policy.model.init_bin_embeddings()
+        backbone.apply_finetune(cfg.backbone)
         return policy
 
     @classmethod
@@ -104,7 +105,7 @@ class VLAPolicy:
         images = torch.from_numpy(np.stack([np.asarray(obs[k]) for k in self.schema.image_keys], axis=1))
         self.model.eval()
         inputs = self.model.build_prefix(images, np.asarray(obs[STATE_KEY]), list(obs[TASK_KEY]))
-        normalized = self.model.generate(**inputs, n_tokens=steps * tok.action_dim, given=given).cpu().numpy()
+        normalized = self.model.generate(inputs, n_tokens=steps * tok.action_dim, given=given).cpu().numpy()
         chunk = tok.unnormalize(normalized.reshape(len(normalized), steps, tok.action_dim))
         if prefix is not None:
             chunk[:, : prefix.shape[1]] = prefix[:, :steps]  # as given, not their bins
@@ -116,7 +117,7 @@ class VLAPolicy:
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.backbone.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in unique_state_dict(self.model.backbone).items()}
         save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         config = {
             "format": CHECKPOINT_FORMAT,
@@ -156,17 +157,29 @@ class VLAPolicy:
         try:
             backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), hf_config=config["backbone_hf_config"],
                                       checkpoint=directory)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:
             raise CheckpointError(str(e)) from None
+        backbone.apply_finetune(cfg.backbone)  # LoRA adapters in place, so the weight names match
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
         policy.model.to(device)
         return policy
 
 
+def unique_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without the second name of a tied weight (an LM head tied to the input embedding):
+    safetensors stores each tensor once, and loading the first name fills both."""
+    seen, unique = set(), {}
+    for key, value in module.state_dict().items():
+        if (value.data_ptr(), value.shape) not in seen:
+            seen.add((value.data_ptr(), value.shape))
+            unique[key] = value
+    return unique
+
+
 def _load_weights_strict(module: torch.nn.Module, path: Path) -> None:
     weights = load_file(str(path))
-    expected = module.state_dict()
+    expected = unique_state_dict(module)
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing:
@@ -178,4 +191,4 @@ def _load_weights_strict(module: torch.nn.Module, path: Path) -> None:
             raise CheckpointError(
                 f"{path}: weight {key!r} has shape {tuple(value.shape)}, the model expects {tuple(expected[key].shape)}"
             )
-    module.load_state_dict(weights, strict=True)
+    module.load_state_dict(weights, strict=False)  # the names left out are tied to loaded ones

@@ -1,0 +1,150 @@
+"""Every supported VLM family, at a tiny random configuration written as a local model directory."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import fake_stats
+from tiny_backbones import FAMILIES, write_tiny_backbone
+
+from vla.envs.metaworld import metaworld_schema
+from vla.model.backbone import Backbone, BackboneConfig
+from vla.model.finetune import trainable_parameters
+from vla.model.vla_model import VLAConfig
+from vla.policies.protocol import batch_observation
+from vla.policies.vla_policy import CheckpointError, VLAPolicy
+from vla.train import TrainConfig, train
+
+SCHEMA = metaworld_schema(32, "corner2")
+TASKS = ["close it", "press the big red button"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def backbone_dir(request, tmp_path_factory):
+    return write_tiny_backbone(request.param, tmp_path_factory.mktemp(request.param))
+
+
+def make_policy(path, seed=0, decoding="parallel", **backbone):
+    torch.manual_seed(seed)
+    cfg = VLAConfig(backbone=BackboneConfig(path=str(path), **backbone), chunk_size=4, n_action_steps=2,
+                    decoding=decoding)
+    return VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+
+
+def observations(n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = [batch_observation(SCHEMA.fake_observation(rng, task=TASKS[i % 2])) for i in range(n)]
+    return {k: (sum((o[k] for o in obs), []) if k == "task" else np.concatenate([o[k] for o in obs])) for k in obs[0]}
+
+
+def test_each_family_trains_saves_loads_and_infers(backbone_dir, tiny_store, tmp_path):
+    """The user's route: vla-train with model.backbone.path=<a local model directory>, then from_pretrained."""
+    cfg = TrainConfig(dataset=str(tiny_store), out=str(tmp_path / "run"), steps=2, batch_size=2, save_every=2,
+                      model=VLAConfig(backbone=BackboneConfig(path=str(backbone_dir)), chunk_size=4, n_action_steps=2))
+    out = train(cfg)
+    policy = VLAPolicy.from_pretrained(out)
+    rng = np.random.default_rng(0)
+    obs = batch_observation(policy.schema.fake_observation(rng, task="close the drawer"))
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (1, 4, policy.schema.action_dim) and np.all(np.isfinite(chunk))
+    low, high = policy.stats["action"]["q01"], policy.stats["action"]["q99"]
+    assert np.all(chunk >= low - 1e-5) and np.all(chunk <= high + 1e-5)
+
+
+def test_lora_trains_only_adapters_and_new_tokens_and_round_trips(backbone_dir, tmp_path):
+    policy = make_policy(backbone_dir, finetune="lora", lora_rank=4)
+    model = policy.model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "trainable_tokens_delta" in n for n in trainable), sorted(trainable)[:5]
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    obs = observations()
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
+                                obs["task"])
+    target = torch.rand(2, model.n_action_tokens) * 2 - 1
+    for _ in range(2):
+        loss = model(prefix, target, torch.ones_like(target, dtype=torch.bool))["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, value in model.named_parameters():
+        if name in frozen:
+            torch.testing.assert_close(value, frozen[name], rtol=0, atol=0)
+
+    before = policy.predict_chunk(obs)
+    policy.save_pretrained(tmp_path / "ckpt")
+    files = {p.suffix for p in (tmp_path / "ckpt").rglob("*") if p.is_file()}
+    assert files <= {".json", ".safetensors"}, files  # nothing pickled, no peft side files
+    moved = shutil.move(backbone_dir, tmp_path / "elsewhere")  # the checkpoint needs only itself
+    try:
+        loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    finally:
+        shutil.move(moved, backbone_dir)
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), before)
+    assert trainable_parameters(loaded.model) == trainable_parameters(model)
+
+
+def test_frozen_vision_freezes_the_encoder_only(backbone_dir):
+    policy = make_policy(backbone_dir, finetune="frozen_vision")
+    encoder = {id(p) for m in policy.model.backbone.vision_tower() for p in m.parameters()}
+    for p in policy.model.parameters():
+        assert p.requires_grad == (id(p) not in encoder)
+    assert encoder and trainable_parameters(policy.model)[0] > 0
+
+
+def test_kv_cached_decoding_equals_a_full_pass(backbone_dir):
+    """Positions and masks of the cached steps (mrope, PaliGemma's 1-indexed prefix) match a full forward
+    pass over the same tokens, for left-padded prompts of different lengths."""
+    policy = make_policy(backbone_dir, seed=1, decoding="autoregressive")
+    model = policy.model
+    obs = observations(3)
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
+                                ["a", "press the big red button now", "close"])
+    assert len(set((prefix["attention_mask"] == 0).sum(1).tolist())) > 1
+    values = model.generate(prefix)
+    ids = model.first_action_id + model.action_tokenizer.nearest_bin(values)
+    with torch.no_grad():
+        hidden = model.backbone(model.backbone.append(prefix, ids)).last_hidden_state[:, -ids.shape[1] - 1 : -1]
+    expected = model.action_tokenizer.expected_value(model.action_logits(hidden))
+    torch.testing.assert_close(expected, values, atol=1e-4, rtol=0)
+
+
+def test_two_cameras_give_two_image_blocks(backbone_dir):
+    policy = make_policy(backbone_dir)
+    images = torch.zeros(1, 2, 32, 32, 3, dtype=torch.uint8)
+    one = policy.model.backbone.prefix(images[:, :1], [[5]], [[7]])
+    two = policy.model.backbone.prefix(images, [[5]], [[7]])
+    block = policy.model.backbone.image_block(32, 32)
+    assert two["input_ids"].shape[1] - one["input_ids"].shape[1] == len(block)
+    assert (two["input_ids"] == policy.model.backbone.image_token_id).sum() == 2 * block.count(
+        policy.model.backbone.image_token_id)
+    with torch.no_grad():
+        assert torch.isfinite(policy.model.backbone(two).last_hidden_state).all()
+
+
+def test_an_unsupported_family_is_refused_with_its_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(ValueError, match="model_type 'llava' is not a supported backbone family"):
+        Backbone.build(BackboneConfig(path=str(tmp_path)), 16)
+
+
+def test_a_checkpoint_without_its_backbone_tokenizer_is_named(tmp_path):
+    write_tiny_backbone("paligemma", tmp_path / "pg")
+    make_policy(tmp_path / "pg").save_pretrained(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "ckpt" / "tokenizer")
+    with pytest.raises(CheckpointError, match="tokenizer: the checkpoint's copy of its backbone's tokenizer is missing"):
+        VLAPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def test_qwen_patches_match_the_hf_image_processor(tmp_path):
+    from transformers import Qwen2VLImageProcessor
+
+    policy = make_policy(write_tiny_backbone("qwen2_5_vl", tmp_path / "qwen"))
+    backbone = policy.model.backbone
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 1, 56, 84, 3), dtype=np.uint8))
+    ours = backbone.vision_inputs(images)
+    reference = Qwen2VLImageProcessor(do_resize=False)(images=[im[0].numpy() for im in images], return_tensors="pt")
+    torch.testing.assert_close(ours["image_grid_thw"], reference["image_grid_thw"])
+    torch.testing.assert_close(ours["pixel_values"], reference["pixel_values"].float(), atol=1e-5, rtol=1e-5)

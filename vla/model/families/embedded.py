@@ -1,0 +1,50 @@
+"""The embedded default: a tiny SmolVLM built from `BackboneConfig` (random init) with a fitted text tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import ByT5Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration
+
+from vla.model import text_tokenizer as bpe
+from vla.model.backbone import DTYPES, BackboneConfig
+from vla.model.families.smolvlm import SmolVLMBackbone
+
+
+def hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVLMConfig:
+    heads_v, heads_t = cfg.vision_hidden // cfg.head_dim, cfg.text_hidden // cfg.head_dim
+    return SmolVLMConfig(
+        vision_config=dict(
+            hidden_size=cfg.vision_hidden, intermediate_size=4 * cfg.vision_hidden,
+            num_hidden_layers=cfg.vision_layers, num_attention_heads=heads_v,
+            image_size=cfg.image_size, patch_size=cfg.patch_size,
+        ),
+        text_config=dict(
+            model_type="llama", vocab_size=text_vocab + n_new_tokens, hidden_size=cfg.text_hidden,
+            intermediate_size=4 * cfg.text_hidden, num_hidden_layers=cfg.text_layers,
+            num_attention_heads=heads_t, num_key_value_heads=heads_t, max_position_embeddings=1024,
+            pad_token_id=0, tie_word_embeddings=False,
+        ),
+        image_token_id=text_vocab,  # the first appended id
+        scale_factor=cfg.scale_factor,
+        tie_word_embeddings=False,
+    )
+
+
+def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompts: list[str] | None,
+          checkpoint: Path | None) -> SmolVLMBackbone:
+    if cfg.text_tokenizer == "byt5":
+        tok = ByT5Tokenizer()
+    elif checkpoint is not None:
+        tok = bpe.load(checkpoint)
+    elif prompts:
+        tok = bpe.fit_bpe(prompts)
+    else:
+        raise ValueError('text_tokenizer="bpe" needs the training prompts to fit on')
+    hf = SmolVLMConfig(**config) if config else hf_config(cfg, len(tok), 1 + n_action_tokens)
+    if hf.image_token_id != len(tok):
+        raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
+                         f"{hf.image_token_id} (the image token comes right after them)")
+    model = SmolVLMForConditionalGeneration(hf).to(DTYPES[cfg.dtype])
+    model.set_attn_implementation(cfg.attention)
+    return SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
