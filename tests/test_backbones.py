@@ -36,7 +36,7 @@ def make_policy(path, seed=0, decoding="parallel", **backbone):
 def observations(n=2, seed=0):
     rng = np.random.default_rng(seed)
     obs = [batch_observation(SCHEMA.fake_observation(rng, task=TASKS[i % 2])) for i in range(n)]
-    return {k: (sum((o[k] for o in obs), []) if k == "task" else np.concatenate([o[k] for o in obs])) for k in obs[0]}
+    return {k: ([t for o in obs for t in o[k]] if k == "task" else np.concatenate([o[k] for o in obs])) for k in obs[0]}
 
 
 def test_each_family_trains_saves_loads_and_infers(backbone_dir, tiny_store, tmp_path):
@@ -148,3 +148,18 @@ def test_qwen_patches_match_the_hf_image_processor(tmp_path):
     reference = Qwen2VLImageProcessor(do_resize=False)(images=[im[0].numpy() for im in images], return_tensors="pt")
     torch.testing.assert_close(ours["image_grid_thw"], reference["image_grid_thw"])
     torch.testing.assert_close(ours["pixel_values"], reference["pixel_values"].float(), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_and_compiled_inference_agree_with_fp32(tmp_path):
+    """The GPU path's inference options, run here on the CPU: bf16 weights, and a torch.compile'd forward."""
+    write_tiny_backbone("smolvlm", tmp_path / "smol")
+    make_policy(tmp_path / "smol").save_pretrained(tmp_path / "ckpt")
+    obs = observations()
+    reference = VLAPolicy.from_pretrained(tmp_path / "ckpt").predict_chunk(obs)
+    bf16 = VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    np.testing.assert_allclose(bf16.predict_chunk(obs), reference, atol=0.1)
+    compiled = VLAPolicy.from_pretrained(tmp_path / "ckpt", compile=True)
+    np.testing.assert_allclose(compiled.predict_chunk(obs), reference, atol=1e-4)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="fp8")

@@ -44,7 +44,7 @@ def compose_dict(name: str, overrides: list[str]) -> dict:
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             cfg = compose(config_name=name, overrides=overrides)
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as e:
         message = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
         raise UsageError(f"configs/{name}.yaml: {message}") from None
@@ -66,6 +66,18 @@ def load(name: str, cls, overrides: list[str] | None = None):
 def require_path(path, what: str) -> None:
     if not Path(path).exists():
         raise UsageError(f"{what} {path} does not exist")
+
+
+def require_backbone(backbone) -> None:
+    """A pretrained backbone's directory must exist and hold a supported family (checked before training)."""
+    if backbone.path is None:
+        return
+    from vla.model.backbone import pretrained_model_type
+
+    try:
+        pretrained_model_type(backbone.path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
 
 
 def require_tasks(names: list[str] | None) -> None:

@@ -19,7 +19,7 @@ def _main() -> None:
         logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)
     from vla.policies.registry import load_policy
 
-    policy = load_policy(cfg.checkpoint, device=cfg.device)
+    policy = load_policy(cfg.checkpoint, device=cfg.device, dtype=cfg.dtype, compile=cfg.compile)
     server = PolicyServer(policy, cfg, checkpoint_id(cfg.checkpoint))
     try:
         asyncio.run(server.serve_forever())

@@ -2,7 +2,7 @@
 
 Trains the VLA on an episode store. Several processes: accelerate launch --num_processes N -m vla.cli.train ..."""
 
-from vla.cli.config import cli_main, load, print_usage, require_path, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_backbone, require_path, usage_requested
 from vla.train import TrainConfig, train
 
 
@@ -11,6 +11,7 @@ def _main() -> None:
         return print_usage("train", __doc__)
     cfg = load("train", TrainConfig)
     require_path(cfg.dataset, "dataset")
+    require_backbone(cfg.model.backbone)
     out = train(cfg)
     print(f"checkpoint: {out}  (loss curve: {out / 'loss.png'})")
 

@@ -23,6 +23,7 @@ existing text tokens are never overwritten.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -87,6 +88,18 @@ class BackboneConfig:
             for name in ("vision_hidden", "text_hidden"):
                 if getattr(self, name) % self.head_dim:
                     raise ValueError(f"{name}={getattr(self, name)} is not a multiple of head_dim={self.head_dim}")
+
+
+def pretrained_model_type(path: str | Path) -> str:
+    """The `model_type` of a local model directory, checked to be a supported family (before any loading)."""
+    from vla.model.families import family_of
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"backbone path {path} has no config.json (a local model directory is needed)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    family_of(model_type, str(path))
+    return model_type
 
 
 def resize_normalize(images: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
@@ -179,7 +192,16 @@ class Backbone(torch.nn.Module):
                 "position_ids": inputs["position_ids"][..., -k:]}
 
     def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
-        return self.model.model(**inputs, past_key_values=past_key_values, use_cache=use_cache)
+        run = self.__dict__.get("_compiled", self.model.model)
+        return run(**inputs, past_key_values=past_key_values, use_cache=use_cache)
+
+    def compile(self) -> None:
+        """torch.compile the model's forward for inference. On a GPU, mode "reduce-overhead" replays CUDA
+        graphs, which removes the per-kernel launch cost that dominates a small batch-1 forward. Each new
+        prompt length compiles once (parallel decoding has one shape per instruction length)."""
+        mode = "reduce-overhead" if self.model.device.type == "cuda" else None
+        # Kept out of the module tree: registered as a submodule it would add its weights to the state dict twice.
+        self.__dict__["_compiled"] = torch.compile(self.model.model, mode=mode)
 
     def output_weights(self, first_id: int, count: int) -> torch.Tensor:
         """Rows of the LM head for ids [first_id, first_id + count): the only logits we ever need."""
@@ -225,10 +247,8 @@ class Backbone(torch.nn.Module):
             first_new = model.get_input_embeddings().num_embeddings - n_action_tokens
         else:
             path = Path(cfg.path)
-            if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"backbone path {path} has no config.json (a local model directory is needed)")
+            family = family_of(pretrained_model_type(path), str(path))
             config = AutoConfig.from_pretrained(path, local_files_only=True)
-            family = family_of(config.model_type, str(path))
             tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=dtype,
                                                                 attn_implementation=cfg.attention)

@@ -17,11 +17,11 @@ from pathlib import Path
 from vla.policies.protocol import Policy
 from vla.policies.vla_policy import CONFIG_FILE, CheckpointError
 
-_LOADERS: dict[str, Callable[[Path, str], Policy]] = {}
+_LOADERS: dict[str, Callable[..., Policy]] = {}
 
 
-def register_policy_type(name: str, loader: Callable[[Path, str], Policy]) -> None:
-    """`loader(directory, device)` builds the Policy of a checkpoint whose type is `name`."""
+def register_policy_type(name: str, loader: Callable[..., Policy]) -> None:
+    """`loader(directory, device, **inference)` builds the Policy of a checkpoint whose type is `name`."""
     _LOADERS[name] = loader
 
 
@@ -41,22 +41,25 @@ def policy_type(directory: str | Path) -> str:
     raise CheckpointError(f"{config_path}: names no policy type (neither vla's 'policy_type' nor lerobot's 'type')")
 
 
-def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
+def load_policy(directory: str | Path, device: str = "cpu", **inference) -> Policy:
+    """inference: the loader's inference options (the VLA's `dtype` and `compile`)."""
     kind = policy_type(directory)
     if kind not in _LOADERS:
         raise CheckpointError(f"{directory}: policy type {kind!r} has no loader; known: {sorted(_LOADERS)}")
-    return _LOADERS[kind](Path(directory), device)
+    return _LOADERS[kind](Path(directory), device, **inference)
 
 
-def _load_vla(directory: Path, device: str) -> Policy:
+def _load_vla(directory: Path, device: str, dtype: str = "float32", compile: bool = False) -> Policy:
     from vla.policies.vla_policy import VLAPolicy
 
-    return VLAPolicy.from_pretrained(directory, device=device)
+    return VLAPolicy.from_pretrained(directory, device=device, dtype=dtype, compile=compile)
 
 
-def _load_lerobot(directory: Path, device: str) -> Policy:
+def _load_lerobot(directory: Path, device: str, dtype: str = "float32", compile: bool = False) -> Policy:
     from vla.policies.lerobot_baselines import LeRobotPolicy
 
+    if dtype != "float32" or compile:
+        raise CheckpointError(f"{directory}: a lerobot baseline is served in float32 without compile")
     return LeRobotPolicy.from_pretrained(directory)
 
 

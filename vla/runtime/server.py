@@ -41,6 +41,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from vla.model.backbone import DTYPES
 from vla.policies.protocol import batch_observation, check_prefix
 from vla.runtime.wire import WireError, pack, pack_openpi, unpack
 from vla.schema import TASK_KEY, SchemaError
@@ -58,6 +59,12 @@ class ServeConfig:
     recv_timeout_s: float = 60.0  # an idle connection is closed after this long without a request
     control_hz: float | None = None  # default: the schema's fps
     device: str = "cpu"
+    dtype: str = "float32"  # "bfloat16": bf16 inference (the GPU path)
+    compile: bool = False  # torch.compile the forward (CUDA graphs on a GPU); the first request per prompt length compiles
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
 
 
 def checkpoint_id(directory: str | Path) -> str:
