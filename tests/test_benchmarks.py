@@ -47,3 +47,21 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
         assert r["episodes"] == 2 and r["group"] == "easy" and 0.0 <= r["success_rate"] <= 1.0
     assert results["groups"].keys() == {"easy"} and results["wall_s"] > 0
     assert (out / "groups.png").stat().st_size > 0
+
+
+def test_backbones_benchmark_writes_the_issue_format(tmp_path):
+    out = tmp_path / "bb"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--out", str(out), "--families", "embedded",
+           "--modes", "full,lora", "--device", "cpu", "--batch-size", "2", "--steps", "1", "--repeats", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["train_mode"] for r in rows] == ["full", "lora"]
+    for row in rows:
+        assert {"family", "size", "device", "params", "ms_per_chunk", "train_mode", "train_samples_per_s",
+                "peak_mem_gb"} <= set(row), row
+        assert row["ms_per_chunk"] > 0 and row["train_samples_per_s"] > 0 and row["peak_mem_gb"] > 0
+    assert rows[1]["trainable_params"] < rows[0]["trainable_params"] == rows[0]["params"]
+    assert (out / "backbones.png").stat().st_size > 0
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)  # resumes: nothing to do
+    assert rerun.returncode == 0 and " on cpu ..." not in rerun.stdout

@@ -236,25 +236,31 @@ class Backbone(torch.nn.Module):
         if cfg.path is None:
             return embedded.build(cfg, n_action_tokens, hf_config, prompts, checkpoint)
         dtype = DTYPES[cfg.dtype]
-        if hf_config is not None:  # loading our checkpoint: architecture and tokenizer from it
-            family = family_of(hf_config.get("model_type"), f"{checkpoint} backbone_hf_config")
-            tok_dir = Path(checkpoint) / PRETRAINED_TOKENIZER_DIR
-            if not tok_dir.is_dir():
-                raise FileNotFoundError(f"{tok_dir}: the checkpoint's copy of its backbone's tokenizer is missing")
-            tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-            config = AutoConfig.for_model(**hf_config)
-            model = AutoModelForImageTextToText.from_config(config, attn_implementation=cfg.attention, dtype=dtype)
-            first_new = model.get_input_embeddings().num_embeddings - n_action_tokens
-        else:
-            path = Path(cfg.path)
-            family = family_of(pretrained_model_type(path), str(path))
-            config = AutoConfig.from_pretrained(path, local_files_only=True)
-            tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=dtype,
+        if hf_config is None:  # a new policy: the pretrained weights and tokenizer from `path`
+            pretrained_model_type(cfg.path)
+            tok = AutoTokenizer.from_pretrained(cfg.path, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(cfg.path, local_files_only=True, dtype=dtype,
                                                                 attn_implementation=cfg.attention)
-            first_new = model.get_input_embeddings().num_embeddings
-            model.resize_token_embeddings(first_new + n_action_tokens, mean_resizing=False)
-        return family(model, tok, first_new_id=first_new)
+            return Backbone.wrap(model, tok, n_action_tokens)
+        # loading our checkpoint: architecture and tokenizer from it, `path` is not needed
+        family = family_of(hf_config.get("model_type"), f"{checkpoint} backbone_hf_config")
+        tok_dir = Path(checkpoint) / PRETRAINED_TOKENIZER_DIR
+        if not tok_dir.is_dir():
+            raise FileNotFoundError(f"{tok_dir}: the checkpoint's copy of its backbone's tokenizer is missing")
+        tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+        model = AutoModelForImageTextToText.from_config(AutoConfig.for_model(**hf_config), dtype=dtype,
+                                                        attn_implementation=cfg.attention)
+        return family(model, tok, first_new_id=model.get_input_embeddings().num_embeddings - n_action_tokens)
+
+    @staticmethod
+    def wrap(model: torch.nn.Module, tokenizer, n_action_tokens: int) -> Backbone:
+        """A pretrained (or random) HF model of a supported family, its vocabulary extended by n_action_tokens."""
+        from vla.model.families import family_of
+
+        family = family_of(model.config.model_type, type(model).__name__)
+        first_new = model.get_input_embeddings().num_embeddings
+        model.resize_token_embeddings(first_new + n_action_tokens, mean_resizing=False)  # rows are set by the caller
+        return family(model, tokenizer, first_new_id=first_new)
 
     def apply_finetune(self, cfg: BackboneConfig) -> None:
         """Freeze, wrap with LoRA and switch on gradient checkpointing as `cfg` says. Called on a new model

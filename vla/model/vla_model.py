@@ -4,6 +4,10 @@ Sequence layout (left-padded so every sample's action tokens sit in the same fin
 
     [pad ...] [image tokens per camera] "<instruction>; state:" [s_0 ... s_{D-1}] [a_0 ... a_{T-1}]
 
+The backbone adapter (`backbone.py`) lays out the part up to the state tokens as its family does (image
+special tokens, BOS, positions, PaliGemma's bidirectional prefix); this model only supplies the instruction
+text and the state and action ids, and never knows which family it runs.
+
 The state is quantile-normalized and binned, one appended token per dimension. (pi0-FAST writes the bins
 as decimal text, which a pretrained LM reads; a backbone trained from scratch first has to learn to parse
 digits, and measured here it did not within a CPU budget.) Bin tokens, state and action alike, start from

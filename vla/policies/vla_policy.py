@@ -48,12 +48,14 @@ class VLAPolicy:
 
     @classmethod
     def create(cls, cfg: VLAConfig, schema: Schema, stats: dict, instructions: list[str],
-               meta: dict | None = None) -> VLAPolicy:
+               meta: dict | None = None, backbone: Backbone | None = None) -> VLAPolicy:
         """A new policy for data with this schema, these normalization stats and these instructions (a fitted
-        text tokenizer is fitted on them)."""
+        text tokenizer is fitted on them). backbone: one already built (`reference.random_backbone`), instead
+        of the one `cfg.backbone` describes."""
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
-        prompts = [VLAModel.prompt_text(i) for i in instructions]
-        backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), prompts=prompts)
+        if backbone is None:
+            prompts = [VLAModel.prompt_text(i) for i in instructions]
+            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), prompts=prompts)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
         policy.model.init_bin_embeddings()
         backbone.apply_finetune(cfg.backbone)
