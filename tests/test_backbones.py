@@ -58,6 +58,8 @@ def test_lora_trains_only_adapters_and_new_tokens_and_round_trips(backbone_dir, 
     model = policy.model
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "trainable_tokens_delta" in n for n in trainable), sorted(trainable)[:5]
+    adapted = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+    assert len(adapted) == 7 * 2 and all(".language_model." in n or ".text_model." in n for n in adapted), adapted
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     obs = observations()
@@ -163,3 +165,20 @@ def test_bf16_and_compiled_inference_agree_with_fp32(tmp_path):
     np.testing.assert_allclose(compiled.predict_chunk(obs), reference, atol=1e-4)
     with pytest.raises(ValueError, match="dtype must be one of"):
         VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="fp8")
+
+
+def test_lora_fine_tuning_through_the_trainer_resumes(tiny_store, tmp_path):
+    """vla-train's loop with finetune=lora: AdamW holds only the trained parameters, and a resumed run
+    restores that optimizer state and continues."""
+    directory = write_tiny_backbone("qwen2_5_vl", tmp_path / "qwen")
+    model = VLAConfig(backbone=BackboneConfig(path=str(directory), finetune="lora", lora_rank=4), chunk_size=4,
+                      n_action_steps=2)
+    out = tmp_path / "run"
+    train(TrainConfig(dataset=str(tiny_store), out=str(out), steps=2, batch_size=2, save_every=2, model=model))
+    train(TrainConfig(dataset=str(tiny_store), out=str(out), steps=4, batch_size=2, save_every=2, model=model,
+                      resume=True))
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    policy = VLAPolicy.from_pretrained(out)
+    assert policy.cfg.backbone.finetune == "lora"
+    assert 0 < trainable_parameters(policy.model)[0] < trainable_parameters(policy.model)[1] / 2
