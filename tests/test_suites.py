@@ -49,3 +49,24 @@ def test_recording_reports_each_experts_success_and_every_shortfall(tmp_path):
     report = record(RecordConfig(tasks=["reach-v3"], episodes=2, max_attempts=3, out=str(tmp_path / "d.zarr"),
                                  image_size=32, max_episode_steps=5))
     assert report["tasks"]["reach-v3"] == {"kept": 0, "attempts": 3, "expert_success": 0.0, "short": 2}
+
+
+def test_dart_noise_perturbs_the_executed_action_and_keeps_the_experts_label():
+    from vla.envs import get_suite
+    from vla.record import run_episode
+
+    suite = get_suite("metaworld")
+    env = suite.make_env("drawer-close-v3", suite.default_schema(32), 20)
+    executed = []
+    step = env.step
+    env.step = lambda action: (executed.append(np.array(action)), step(action))[1]
+    expert = suite.make_expert(env)
+    clean, _, _ = run_episode(env, expert, seed=3)
+    executed_clean, executed[:] = list(executed), []
+    noisy, _, _ = run_episode(env, expert, seed=3, action_noise=0.3)
+    np.testing.assert_allclose(np.stack(executed_clean), clean["action"])  # no noise: executed as labelled
+    gap = np.abs(np.stack(executed) - noisy["action"])
+    assert gap.mean() > 0.1 and np.all(np.stack(executed) <= 1) and np.all(np.stack(executed) >= -1)
+    again, _, _ = run_episode(env, expert, seed=3, action_noise=0.3)  # seeded: the same noise again
+    env.close()
+    np.testing.assert_array_equal(again["action"], noisy["action"])

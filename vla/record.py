@@ -31,12 +31,18 @@ class RecordConfig:
     image_size: int = 96
     max_episode_steps: int | None = None  # None: the suite's own limit (Meta-World: 500)
     seed: int = 0  # attempt i of a task uses seed `seed + i`
+    # DART (Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of this std, and the
+    # store keeps the expert's own action. The closed-loop expert corrects the drift, so the demonstrations
+    # cover the states a learned policy drifts into, labelled with how to recover. 0: clean demonstrations.
+    action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task")
+        if self.action_noise < 0:
+            raise ValueError(f"action_noise must be >= 0, got {self.action_noise}")
         if self.max_attempts is not None and self.max_attempts < self.episodes:
             raise ValueError(f"max_attempts ({self.max_attempts}) must be >= episodes ({self.episodes})")
 
@@ -45,8 +51,12 @@ class RecordConfig:
         return self.max_attempts if self.max_attempts is not None else 2 * self.episodes + 10
 
 
-def run_episode(env, policy, seed: int) -> tuple[dict, bool, dict | None]:
-    """-> (frames, success, the structured goal the env reported at reset, if it has one)."""
+def run_episode(env, policy, seed: int, action_noise: float = 0.0) -> tuple[dict, bool, dict | None]:
+    """-> (frames, success, the structured goal the env reported at reset, if it has one).
+
+    action_noise: std of the noise added to the executed action (DART); the frames keep the policy's action."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
     obs, reset_info = env.reset(seed=seed)
     policy.reset()
     frames: dict[str, list] = {k: [] for k in obs if k != TASK_KEY}
@@ -58,6 +68,8 @@ def run_episode(env, policy, seed: int) -> tuple[dict, bool, dict | None]:
             if k != TASK_KEY:
                 frames[k].append(obs[k])
         frames["action"].append(action)
+        if action_noise > 0:
+            action = np.clip(action + rng.normal(0, action_noise, action.shape), low, high).astype(action.dtype)
         obs, _, terminated, truncated, info = env.step(action)
         success = bool(info["is_success"])
         if terminated or truncated:
@@ -101,7 +113,7 @@ def record(cfg: RecordConfig) -> dict:
         bar.update(min(kept, cfg.episodes))
         expert = suite.make_expert(env)
         while kept < cfg.episodes and next_seed - cfg.seed < cfg.attempts_cap:
-            episode, success, goal = run_episode(env, expert, next_seed)
+            episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise)
             if success:  # env.instruction: the one this episode was given (grounding suites draw one per episode)
                 store.add_episode(episode, task=env.instruction, seed=next_seed, success=True, env_task=task,
                                   source=f"sim:{suite.name}", goal=goal)
