@@ -40,6 +40,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    """A dtype named in a config ("float32", "bfloat16"); any other name is a ValueError that lists them."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
 @dataclass
 class BackboneConfig:
     path: str | None = None  # a local pretrained VLM directory; None: the embedded model
@@ -74,8 +81,7 @@ class BackboneConfig:
             raise ValueError(f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        torch_dtype(self.dtype)
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if self.path is None:
@@ -235,7 +241,7 @@ class Backbone(torch.nn.Module):
 
         if cfg.path is None:
             return embedded.build(cfg, n_action_tokens, hf_config, prompts, checkpoint)
-        dtype = DTYPES[cfg.dtype]
+        dtype = torch_dtype(cfg.dtype)
         if hf_config is None:  # a new policy: the pretrained weights and tokenizer from `path`
             pretrained_model_type(cfg.path)
             tok = AutoTokenizer.from_pretrained(cfg.path, local_files_only=True)

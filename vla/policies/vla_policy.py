@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from vla.datasets.stats import stats_from_json, stats_to_json
 from vla.model.action_tokenizer import BinActionTokenizer
-from vla.model.backbone import DTYPES, Backbone
+from vla.model.backbone import Backbone, torch_dtype
 from vla.model.vla_model import VLAConfig, VLAModel
 from vla.policies.protocol import check_prefix
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY, Schema
@@ -139,8 +139,7 @@ class VLAPolicy:
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", dtype: str = "float32",
                         compile: bool = False) -> VLAPolicy:
         """dtype "bfloat16" runs inference in bf16 (the GPU path); compile: torch.compile the forward."""
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        inference_dtype = torch_dtype(dtype)
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE):
             if not (directory / name).is_file():
@@ -168,7 +167,7 @@ class VLAPolicy:
         backbone.apply_finetune(cfg.backbone)  # LoRA adapters in place, so the weight names match
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
-        policy.model.to(device, DTYPES[dtype])
+        policy.model.to(device, inference_dtype)
         if compile:
             backbone.compile()
         return policy

@@ -41,7 +41,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from vla.model.backbone import DTYPES
+from vla.model.backbone import torch_dtype
 from vla.policies.protocol import batch_observation, check_prefix
 from vla.runtime.wire import WireError, pack, pack_openpi, unpack
 from vla.schema import TASK_KEY, SchemaError
@@ -63,8 +63,7 @@ class ServeConfig:
     compile: bool = False  # torch.compile the forward (CUDA graphs on a GPU); the first request per prompt length compiles
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        torch_dtype(self.dtype)
 
 
 def checkpoint_id(directory: str | Path) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from transformers import ByT5Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration
 
 from vla.model import text_tokenizer as bpe
-from vla.model.backbone import DTYPES, BackboneConfig
+from vla.model.backbone import BackboneConfig, torch_dtype
 from vla.model.families.smolvlm import SmolVLMBackbone
 
 
@@ -45,6 +45,6 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     if hf.image_token_id != len(tok):
         raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
                          f"{hf.image_token_id} (the image token comes right after them)")
-    model = SmolVLMForConditionalGeneration(hf).to(DTYPES[cfg.dtype])
+    model = SmolVLMForConditionalGeneration(hf).to(torch_dtype(cfg.dtype))
     model.set_attn_implementation(cfg.attention)
     return SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from transformers import AutoModelForImageTextToText, PaliGemmaConfig, PretrainedConfig, Qwen2_5_VLConfig, SmolVLMConfig
 
 from vla.model import text_tokenizer as bpe
-from vla.model.backbone import DTYPES, Backbone
+from vla.model.backbone import Backbone, torch_dtype
 
 PUBLISHED = {
     "smolvlm2-500m": lambda: SmolVLMConfig(
@@ -64,7 +64,7 @@ TINY = {
 
 
 def random_model(config: PretrainedConfig, dtype: str = "float32", attention: str = "sdpa"):
-    return AutoModelForImageTextToText.from_config(config, dtype=DTYPES[dtype], attn_implementation=attention)
+    return AutoModelForImageTextToText.from_config(config, dtype=torch_dtype(dtype), attn_implementation=attention)
 
 
 def random_backbone(config: PretrainedConfig, n_action_tokens: int, prompts: list[str], dtype: str = "float32",
