@@ -169,7 +169,6 @@ def measure_row(model: str, mode: str, device: str, batch: int, steps: int, repe
     """One row, in this process (the parent runs each row in a fresh one)."""
     from vla.model.finetune import trainable_parameters
 
-    torch.set_num_threads(torch.get_num_threads())
     family, size, dtype = MODELS[model]
     row = {"family": family, "size": size, "model": model, "device": device_name(device), "train_mode": mode,
            "weights_dtype": dtype, "batch_size": batch}

@@ -19,15 +19,6 @@ from vla.model.backbone import Backbone, BackboneConfig
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def language_model_prefix(backbone: Backbone) -> str:
-    """The module path of the language model inside the HF model (SmolVLM: text_model)."""
-    language = backbone.model.get_decoder() if hasattr(backbone.model, "get_decoder") else None
-    for name, module in backbone.model.named_modules():
-        if module is language:
-            return name
-    raise ValueError(f"cannot find the language model of {type(backbone.model).__name__}")
-
-
 def apply_finetune(backbone: Backbone, cfg: BackboneConfig) -> None:
     if cfg.finetune == "frozen_vision":
         for module in backbone.vision_tower():
@@ -49,7 +40,7 @@ def _inject_lora(backbone: Backbone, cfg: BackboneConfig) -> None:
         tokens[_module_name(model, model.get_output_embeddings()).rsplit(".", 1)[-1]] = new_ids
     config = LoraConfig(
         r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-        target_modules=rf"{re.escape(language_model_prefix(backbone))}\..*\.({'|'.join(LORA_TARGETS)})",
+        target_modules=rf"{re.escape(_module_name(model, model.get_decoder()))}\..*\.({'|'.join(LORA_TARGETS)})",
         trainable_token_indices=tokens,
     )
     # get_peft_model freezes everything but the adapters and the token deltas, and injects them into
