@@ -77,7 +77,7 @@ def build_policy(model: str, mode: str, device: str):
     from vla.model.vla_model import VLAConfig, VLAModel
     from vla.policies.vla_policy import VLAPolicy
 
-    family, _, dtype = MODELS[model]
+    dtype = MODELS[model][2]
     image = 96 if model == "embedded" else 224
     torch.manual_seed(0)
     if model == "embedded":
