@@ -54,6 +54,27 @@ def test_uncommitted_tail_is_invisible_and_repair_trims_it(tmp_path):
     assert EpisodeStore.open(tmp_path / "s.zarr").episode_ends.tolist() == [4, 6]
 
 
+def test_a_reader_opening_while_a_writer_commits_sees_a_consistent_store(tmp_path, monkeypatch):
+    """The writer commits an episode between the reader's read of episode_ends and of the array lengths.
+
+    This is the race CI hit (a store opened while `vla-record` appends): the reader must judge the
+    lengths against the marker it read, not re-read the marker after them."""
+    writer = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    writer.add_episode(episode(4), task="a", seed=0, success=True)
+    real_ends, reads = EpisodeStore.episode_ends.fget, []
+
+    def ends_moving_after_the_first_read(self):
+        if not self.writable:
+            reads.append(1)
+            if len(reads) == 2:  # the reader has read the marker and the lengths; the writer commits now
+                writer.add_episode(episode(6), task="a", seed=1, success=True)
+        return real_ends(self)
+
+    monkeypatch.setattr(EpisodeStore, "episode_ends", property(ends_moving_after_the_first_read))
+    reader = EpisodeStore.open(tmp_path / "s.zarr")
+    assert reader.num_episodes == 2 and reader.episode(1)["seed"] == 1
+
+
 def test_bad_episodes_are_rejected_with_the_key_and_nothing_is_lost(tmp_path):
     store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
     store.add_episode(episode(3), task="a", seed=0, success=True)

@@ -255,23 +255,22 @@ class EpisodeStore:
             if arr.dtype != np.dtype(dtype) or tuple(arr.shape[1:]) != tuple(shape):
                 raise StoreError(f"{self.path}: {name} is {arr.dtype} {tuple(arr.shape[1:])}, "
                                  f"the schema says {dtype} {tuple(shape)}")
+        # The commit marker is read once, before any length: a writer may be committing while this runs,
+        # and everything it commits was written before its marker, so lengths read after it cover it.
         ends = self.episode_ends
         if len(ends) and (np.any(np.diff(ends) <= 0) or ends[0] <= 0):
             raise StoreError(f"{self.path}: meta/episode_ends is not strictly increasing: {ends.tolist()}")
+        frames, episodes = (int(ends[-1]) if len(ends) else 0), len(ends)
         for key in self.keys:
             got = self.array(key).shape[0]
-            if got < self.num_frames:
-                raise StoreError(
-                    f"{self.path}: data/{key} has {got} frames but meta/episode_ends says {self.num_frames}"
-                )
+            if got < frames:
+                raise StoreError(f"{self.path}: data/{key} has {got} frames but meta/episode_ends says {frames}")
         for key in META_KEYS:
             if f"meta/{key}" not in self._root:
                 continue  # an ADDED_META array of an older store opened read-only
             got = self._root[f"meta/{key}"].shape[0]
-            if got < self.num_episodes:
-                raise StoreError(
-                    f"{self.path}: meta/{key} has {got} entries but there are {self.num_episodes} episodes"
-                )
+            if got < episodes:
+                raise StoreError(f"{self.path}: meta/{key} has {got} entries but there are {episodes} episodes")
 
     def _check_no_uncommitted_tail(self) -> None:
         tail = self._tail_report()
