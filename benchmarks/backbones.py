@@ -13,6 +13,7 @@ RSS, which includes ~0.5 GB of Python, torch and transformers; GPU: torch's peak
 - ms_per_chunk: `predict_chunk` at batch 1, parallel decoding (one forward pass), the median of the timed
   repeats after a warm-up. Pretrained families infer in bf16, the embedded default in fp32 (its served dtype).
   On a GPU it is also measured with `compile` (torch.compile, CUDA graphs) as `ms_per_chunk_compiled`.
+  LoRA rows infer with the adapters merged, as a loaded checkpoint serves; `ms_per_chunk_unmerged` is before.
 - Training: AdamW steps on the trainable parameters under bf16 autocast (the trainer's precision on this CPU
   and on a GPU), batch `--batch-size`. Modes: full; frozen_vision; lora (rank 16); lora_gc (LoRA with
   gradient checkpointing). A mode whose weights, gradients and AdamW state would not fit in memory
@@ -185,6 +186,9 @@ def measure_row(model: str, mode: str, device: str, batch: int, steps: int, repe
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     if model != "embedded":
         policy.model.to(torch.bfloat16)
+    if mode.startswith("lora"):  # served merged (from_pretrained folds the adapters in); unmerged for comparison
+        row["ms_per_chunk_unmerged"] = time_inference(policy, image, device, repeats)
+        policy.model.backbone.merge_lora()
     ms = time_inference(policy, image, device, repeats)
     row.update(params=total, trainable_params=trainable, ms_per_chunk=ms, train_samples_per_s=rate,
                peak_mem_gb=peak, inference_dtype=str(next(policy.model.parameters()).dtype).removeprefix("torch."))

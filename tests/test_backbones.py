@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import fake_stats
+from peft.tuners.tuners_utils import BaseTunerLayer
 from tiny_backbones import FAMILIES, write_tiny_backbone
 
 from vla.envs.metaworld import metaworld_schema
@@ -81,11 +82,17 @@ def test_lora_trains_only_adapters_and_new_tokens_and_round_trips(backbone_dir, 
     assert files <= {".json", ".safetensors"}, files  # nothing pickled, no peft side files
     moved = shutil.move(backbone_dir, tmp_path / "elsewhere")  # the checkpoint needs only itself
     try:
-        loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+        loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt", merge_lora=False)  # as training resumes it
+        merged = VLAPolicy.from_pretrained(tmp_path / "ckpt")  # for inference: adapters folded in
     finally:
         shutil.move(moved, backbone_dir)
     np.testing.assert_array_equal(loaded.predict_chunk(obs), before)
     assert trainable_parameters(loaded.model) == trainable_parameters(model)
+    np.testing.assert_allclose(merged.predict_chunk(obs), before, atol=1e-5)
+    assert not any(isinstance(m, BaseTunerLayer) or hasattr(m, "token_adapter") for m in merged.model.modules())
+    assert merged.cfg.backbone.finetune == "full"  # what it now is: saved again, it loads as a full model
+    merged.save_pretrained(tmp_path / "merged")
+    np.testing.assert_allclose(VLAPolicy.from_pretrained(tmp_path / "merged").predict_chunk(obs), before, atol=1e-5)
 
 
 def test_frozen_vision_freezes_the_encoder_only(backbone_dir):
@@ -179,6 +186,6 @@ def test_lora_fine_tuning_through_the_trainer_resumes(tiny_store, tmp_path):
                       resume=True))
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
-    policy = VLAPolicy.from_pretrained(out)
+    policy = VLAPolicy.from_pretrained(out, merge_lora=False)  # the adapters as trained
     assert policy.cfg.backbone.finetune == "lora"
     assert 0 < trainable_parameters(policy.model)[0] < trainable_parameters(policy.model)[1] / 2

@@ -132,7 +132,7 @@ def train(cfg: TrainConfig) -> Path:
     if not cfg.resume and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; pass resume=true, or another out=")
     if resume_from is not None:
-        policy = VLAPolicy.from_pretrained(resume_from)
+        policy = VLAPolicy.from_pretrained(resume_from, merge_lora=False)  # the adapters train on
         policy.schema.require_compatible(store.schema, f"dataset {cfg.dataset}")
     else:
         torch.manual_seed(cfg.seed)

@@ -275,3 +275,9 @@ class Backbone(torch.nn.Module):
         from vla.model.finetune import apply_finetune
 
         apply_finetune(self, cfg)
+
+    def merge_lora(self) -> None:
+        """Fold LoRA adapters and trainable-token rows into the weights (for inference); see finetune.merge_lora."""
+        from vla.model.finetune import merge_lora
+
+        merge_lora(self.model)

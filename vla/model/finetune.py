@@ -48,6 +48,25 @@ def _inject_lora(backbone: Backbone, cfg: BackboneConfig) -> None:
     get_peft_model(model, config)
 
 
+def merge_lora(model: torch.nn.Module) -> None:
+    """Fold every LoRA adapter and trainable-token row into the weight it adapts and put the plain layer back
+    in its place (peft's merge_and_unload, for a model whose PeftModel wrapper was not kept). Inference then
+    runs the plain model: unmerged adapters cost ~40% of the embedded model's forward."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged: list[str] = []
+    for name, module in list(model.named_modules()):
+        if any(name.startswith(f"{m}.") for m in merged):
+            continue  # inside a layer already replaced (a wrapper's token_adapter)
+        layer = getattr(module, "token_adapter", module)  # trainable tokens sit in a wrapper around the layer
+        if not isinstance(layer, BaseTunerLayer):
+            continue
+        layer.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer.get_base_layer())
+        merged.append(name)
+
+
 def _tied(model: torch.nn.Module) -> bool:
     return model.get_output_embeddings().weight is model.get_input_embeddings().weight
 

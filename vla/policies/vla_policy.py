@@ -137,8 +137,10 @@ class VLAPolicy:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", dtype: str = "float32",
-                        compile: bool = False) -> VLAPolicy:
-        """dtype "bfloat16" runs inference in bf16 (the GPU path); compile: torch.compile the forward."""
+                        compile: bool = False, merge_lora: bool = True) -> VLAPolicy:
+        """dtype "bfloat16" runs inference in bf16 (the GPU path); compile: torch.compile the forward.
+        merge_lora: a LoRA checkpoint's adapters are folded into the weights (the policy is then an ordinary
+        full model, and says so in its config); training resumes with False, to keep training the adapters."""
         inference_dtype = torch_dtype(dtype)
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE):
@@ -166,6 +168,9 @@ class VLAPolicy:
             raise CheckpointError(str(e)) from None
         backbone.apply_finetune(cfg.backbone)  # LoRA adapters in place, so the weight names match
         _load_weights_strict(backbone, directory / WEIGHTS_FILE)
+        if merge_lora and cfg.backbone.finetune == "lora":
+            backbone.merge_lora()
+            cfg.backbone.finetune = "full"
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
         policy.model.to(device, inference_dtype)
         if compile:
