@@ -71,6 +71,29 @@ def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass():
     torch.testing.assert_close(model.generate(prefix, n_tokens=5), values[:, :5])
 
 
+def test_state_dropout_masks_whole_states_and_at_one_the_state_is_never_seen():
+    """The state shortcut: a hand moving from a fixed start toward its goal gives the goal away, so a policy can
+    fit its demonstrations from the state and ignore the image (reach-v3: the same first action for every
+    goal). state_dropout trains samples whose state tokens are all MASK; at 1.0 the state is never fed."""
+    obs = batch(2)
+    model = make_policy(state_dropout=0.5).model
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
+                                obs["observation.state"], obs["task"])
+    many = {k: v.repeat(32, *[1] * (v.ndim - 1)) for k, v in prefix.items()}
+    tails = model.drop_state(many, torch.Generator().manual_seed(0))["input_ids"][:, -4:]
+    masked = (tails == model.mask_id).all(1)
+    assert ((tails == model.mask_id).any(1) == masked).all()  # a sample's state is dropped whole or kept
+    assert 0.3 < masked.float().mean() < 0.7
+    torch.testing.assert_close(tails[~masked], many["input_ids"][~masked, -4:])
+
+    blind = make_policy(state_dropout=1.0)
+    other = dict(obs, **{"observation.state": obs["observation.state"] + 0.3})
+    np.testing.assert_array_equal(blind.predict_chunk(obs), blind.predict_chunk(other))
+    assert not np.allclose(make_policy().predict_chunk(obs), make_policy().predict_chunk(other))
+    with pytest.raises(ValueError, match="state_dropout must be in"):
+        tiny_model_config(state_dropout=1.5)
+
+
 def test_observation_is_validated_with_the_key_and_shape():
     policy = make_policy()
     obs = batch(1)

@@ -62,6 +62,7 @@ class VLAConfig:
     state_bins: int = 256  # resolution of the proprioceptive state tokens in the prompt
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
+    state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -74,7 +75,7 @@ class VLAConfig:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
         if self.decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {self.decoding!r}")
-        for name in ("token_dropout", "prefix_prob"):
+        for name in ("token_dropout", "prefix_prob", "state_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
@@ -139,6 +140,8 @@ class VLAModel(torch.nn.Module):
         the images, the instruction and the state bins, laid out as the backbone's family lays them out."""
         state_ids = self.first_state_id + self.state_tokenizer.to_bins(
             self.state_tokenizer.normalize(np.asarray(states, np.float32)))
+        if self.cfg.state_dropout == 1.0:  # a policy trained without the state never sees it
+            state_ids = np.full_like(state_ids, self.mask_id)
         return self.backbone.prefix(images, [self.text_ids(t) for t in tasks], state_ids.tolist())
 
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -163,6 +166,13 @@ class VLAModel(torch.nn.Module):
             drop = torch.where(as_prefix, torch.arange(t)[None] >= k, drop)
         return drop
 
+    def drop_state(self, prefix: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """The prefix with each sample's state tokens (its last D ids) all MASK with probability `state_dropout`."""
+        ids, d = prefix["input_ids"], self.state_tokenizer.action_dim
+        drop = (torch.rand(len(ids), 1, generator=generator) < self.cfg.state_dropout).to(ids.device)
+        tail = torch.where(drop, self.mask_id, ids[:, -d:])
+        return {**prefix, "input_ids": torch.cat([ids[:, :-d], tail], dim=1)}
+
     def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
@@ -174,6 +184,8 @@ class VLAModel(torch.nn.Module):
         action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(noisy)
         drop = self.masked_inputs(len(action_ids), generator)
         action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
+        if 0 < self.cfg.state_dropout < 1:
+            prefix = self.drop_state(prefix, generator)
         logits = self._action_position_logits(prefix, action_ids)
         nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
         w = target_mask.float()
