@@ -23,6 +23,8 @@ from vla.envs.suite import checked_action
 from vla.envs.tabletop.language import DIRECTIONS, SKILLS, Goal, draw_goal, scene_objects, seen_pairs, target_pairs
 from vla.envs.tabletop.scene import (
     COLORS,
+    HAND_HIGH,
+    HAND_LOW,
     MOCAP_HIGH,
     MOCAP_LOW,
     N_PADS,
@@ -91,9 +93,11 @@ def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
     rng.shuffle(objects)
     pad_colors = [str(c) for c in rng.choice(list(COLORS), N_PADS, replace=False)]
     xy = sample_positions(rng, len(objects) + N_PADS)
+    goal = draw_goal(rng, skill, split, target, pad_colors)
+    hand = HAND_LOW + rng.random(3) * (HAND_HIGH - HAND_LOW)  # drawn last: the rest of a seed's episode is as before
     scene = Scene(objects=tuple(SceneObject(c, s, p) for (c, s), p in zip(objects, xy, strict=False)),
-                  pads=tuple(zip(pad_colors, xy[len(objects):], strict=True)))
-    return scene, draw_goal(rng, skill, split, target, pad_colors)
+                  pads=tuple(zip(pad_colors, xy[len(objects):], strict=True)), hand=tuple(map(float, hand)))
+    return scene, goal
 
 
 def swapped_goal(scene: Scene, goal: Goal, seed: int) -> Goal:

@@ -28,7 +28,11 @@ TABLE_Z = 0.0
 # Where objects and pads may be placed (robot frame: the arm stands at the origin facing +y).
 PLACE_LOW, PLACE_HIGH = np.array([-0.22, 0.5]), np.array([0.22, 0.78])
 MIN_SPACING = 0.11  # between centers: room for the gripper beside an object when pushing it
-HAND_INIT = np.array([0.0, 0.55, 0.2])
+# The hand starts at a point drawn per episode in this box, above every object. A fixed start (Meta-World's)
+# lets a policy read the goal off the arm: demonstrations run straight from one point, so where the hand is
+# says where it is going, and a policy fits them without looking at the target (a copycat: measured on touch,
+# its first command was the same for every target).
+HAND_LOW, HAND_HIGH = np.array([-0.2, 0.45, 0.12]), np.array([0.2, 0.7, 0.25])
 MOCAP_LOW, MOCAP_HIGH = np.array([-0.35, 0.38, 0.05]), np.array([0.35, 0.92, 0.35])
 
 
@@ -47,10 +51,11 @@ class SceneObject:
 class Scene:
     objects: tuple[SceneObject, ...]
     pads: tuple[tuple[str, tuple[float, float]], ...]  # (color, xy)
+    hand: tuple[float, float, float]  # where the hand starts
 
     def to_json(self) -> dict:
         return {"objects": [{"color": o.color, "shape": o.shape, "xy": list(o.xy)} for o in self.objects],
-                "pads": [{"color": c, "xy": list(xy)} for c, xy in self.pads]}
+                "pads": [{"color": c, "xy": list(xy)} for c, xy in self.pads], "hand": list(self.hand)}
 
 
 def sample_positions(rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
@@ -150,7 +155,7 @@ class SceneModel:
             m.body_pos[self.pad_body[i]] = (*xy, TABLE_Z)
         # Bring the hand to its start with the gripper open (Meta-World's _reset_hand).
         for _ in range(50):
-            d.mocap_pos[self.mocap] = HAND_INIT
+            d.mocap_pos[self.mocap] = scene.hand
             d.mocap_quat[self.mocap] = (1, 0, 1, 0)
             self.step_physics(-1.0, 5)
 
