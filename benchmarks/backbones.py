@@ -88,7 +88,7 @@ def build_policy(model: str, mode: str, device: str):
         # path only marks the backbone as a pretrained family's; the random one built here is passed in
         cfg = VLAConfig(backbone=BackboneConfig(path="(random)", attention="sdpa", dtype=dtype, **MODES[mode]),
                         chunk_size=CHUNK)
-        backbone = random_backbone(PUBLISHED[model](), VLAModel.n_new_tokens(cfg),
+        backbone = random_backbone(PUBLISHED[model](), VLAModel.n_new_tokens(cfg, ACTION_DIM),
                                    [VLAModel.prompt_text(INSTRUCTION)], dtype=dtype)
         policy = VLAPolicy.create(cfg, schema_for(image), stats(), [INSTRUCTION], backbone=backbone)
     policy.model.to(device)

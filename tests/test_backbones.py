@@ -189,3 +189,37 @@ def test_lora_fine_tuning_through_the_trainer_resumes(tiny_store, tmp_path):
     policy = VLAPolicy.from_pretrained(out, merge_lora=False)  # the adapters as trained
     assert policy.cfg.backbone.finetune == "lora"
     assert 0 < trainable_parameters(policy.model)[0] < trainable_parameters(policy.model)[1] / 2
+
+
+def test_a_fresh_embedded_vision_tower_starts_with_grid_positions():
+    """Patch position embeddings start as 2-D sin-cos of the patch's row and column (row-major, as the
+    SmolVLM embeddings number patches), so nearer patches start nearer and both axes count alike."""
+    backbone = Backbone.build(BackboneConfig(), 1, prompts=["touch the red cube; state:"])
+    embeddings = backbone.model.model.vision_model.embeddings
+    side = embeddings.num_patches_per_side
+    dist = torch.cdist(*[embeddings.position_embedding.weight.detach()] * 2)
+    right, down, far = dist[0, 1], dist[0, side], dist[0, side * side - 1]
+    torch.testing.assert_close(right, down)
+    assert right < dist[0, 2] < dist[0, side - 1] < far
+    assert 0.5 < embeddings.position_embedding.weight.std() / embeddings.patch_embedding(
+        torch.rand(4, 3, 96, 96) * 2 - 1).std() < 2  # a signal as strong as the patches', not 0.02 beside 0.24
+
+
+def test_instruction_first_puts_the_words_before_the_images_and_is_kept_by_the_checkpoint(tmp_path):
+    cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
+                                            text_hidden=64, text_layers=2, head_dim=32, instruction_first=True),
+                    chunk_size=4, n_action_steps=2)
+    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+    obs = observations()
+    model = policy.model
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
+                                obs["task"])
+    ids = prefix["input_ids"][0][prefix["attention_mask"][0].bool()].tolist()
+    words = model.text_ids(obs["task"][0])
+    assert ids[: len(words)] == words and ids[len(words)] == model.backbone.image_token_id
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.model.backbone.instruction_first
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    with pytest.raises(ValueError, match="instruction_first is the embedded model's"):
+        BackboneConfig(path=str(tmp_path), instruction_first=True)

@@ -94,6 +94,20 @@ def test_state_dropout_masks_whole_states_and_at_one_the_state_is_never_seen():
         tiny_model_config(state_dropout=1.5)
 
 
+def test_slot_masks_give_each_action_slot_its_own_mask_input(tmp_path):
+    policy = make_policy(slot_masks=True)
+    model = policy.model
+    ids = model.slot_mask_ids.tolist()
+    assert len(set(ids)) == model.n_action_tokens and model.mask_id not in ids
+    assert max(ids) < model.first_action_id < model.first_state_id  # appended before the bins, none overwritten
+    obs = batch(2)
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (2, 4, 4) and np.all(np.isfinite(chunk))
+    policy.save_pretrained(tmp_path / "ckpt")
+    np.testing.assert_array_equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").predict_chunk(obs), chunk)
+    assert make_policy().model.slot_mask_ids.unique().tolist() == [make_policy().model.mask_id]  # the default: one
+
+
 def test_observation_is_validated_with_the_key_and_shape():
     policy = make_policy()
     obs = batch(1)

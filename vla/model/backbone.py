@@ -59,6 +59,10 @@ class BackboneConfig:
     text_layers: int = 4
     head_dim: int = 64
     scale_factor: int = 2  # SmolVLM pixel shuffle: image tokens = (image_size / patch_size / scale)^2
+    # The embedded model's layout: the instruction before the images, so that in a causal language model every
+    # image token can attend to the words (which object is meant) in every layer. False: after them, as a
+    # pretrained family's own prompts have it (a pretrained backbone always keeps its family's layout).
+    instruction_first: bool = False
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -84,6 +88,8 @@ class BackboneConfig:
         torch_dtype(self.dtype)
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        if self.path is not None and self.instruction_first:
+            raise ValueError("instruction_first is the embedded model's; a pretrained backbone keeps its family's layout")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:
@@ -131,6 +137,7 @@ class Backbone(torch.nn.Module):
         self.text_tokenizer = text_tokenizer
         self.fitted_tokenizer = fitted_tokenizer  # the embedded model's, saved as text_tokenizer.json
         self.first_new_id = first_new_id
+        self.instruction_first = False  # the embedded model's layout option (BackboneConfig.instruction_first)
         self.image_token_id = int(model.config.image_token_id)
         self.pad_token_id = int(text_tokenizer.pad_token_id or 0)
 
@@ -168,7 +175,7 @@ class Backbone(torch.nn.Module):
         """images (B, n_cams, H, W, 3) uint8; per sample the text ids (`encode`) and the ids after them ->
         the left-padded prefix [pad ...] [image block per camera] [text] [tail], as model inputs."""
         block = self.image_block(*images.shape[2:4]) * images.shape[1]
-        seqs = [block + t + s for t, s in zip(texts, tails, strict=True)]
+        seqs = [(t + block if self.instruction_first else block + t) + s for t, s in zip(texts, tails, strict=True)]
         length = max(map(len, seqs))
         device = self.model.device
         input_ids = torch.tensor([[self.pad_token_id] * (length - len(s)) + s for s in seqs], device=device)

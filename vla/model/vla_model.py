@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from vla.model.action_tokenizer import BinActionTokenizer, BinTokenizerConfig
 from vla.model.backbone import Backbone, BackboneConfig
+from vla.model.ordinal import ordinal_embedding
 
 DECODE_MODES = ("expected", "argmax")
 DECODING = ("autoregressive", "parallel")
@@ -63,6 +64,9 @@ class VLAConfig:
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
     state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
+    # One MASK id per action slot (timestep x dimension) instead of one for all: a masked slot's input then
+    # says which action it stands for, where with a single MASK only the rotary positions tell the slots apart.
+    slot_masks: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -82,15 +86,6 @@ class VLAConfig:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
 
 
-def ordinal_embedding(n: int, dim: int, std: float) -> torch.Tensor:
-    """(n, dim) rows for n ordered bins: sin/cos of the bin center at geometric frequencies, scaled to std."""
-    centers = torch.linspace(-1, 1, n)[:, None]
-    freqs = torch.logspace(np.log10(0.25), np.log10(n / 4), dim // 2)[None] * torch.pi
-    features = torch.cat([torch.sin(centers * freqs), torch.cos(centers * freqs)], dim=1)
-    features = torch.nn.functional.pad(features, (0, dim - features.shape[1]))
-    return features / features.std() * std
-
-
 class VLAModel(torch.nn.Module):
     def __init__(self, cfg: VLAConfig, backbone: Backbone, action_tokenizer: BinActionTokenizer,
                  state_low: np.ndarray, state_high: np.ndarray, n_cameras: int):
@@ -101,17 +96,20 @@ class VLAModel(torch.nn.Module):
         # The state is binned exactly as actions are (q01..q99 -> [-1, 1] -> bins); only the count differs.
         self.state_tokenizer = BinActionTokenizer(BinTokenizerConfig(n_bins=cfg.state_bins), state_low, state_high)
         self.n_cameras = n_cameras
-        # appended ids: MASK, the action bins, the state bins
+        self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
+        # appended ids: MASK, the slot MASKs (slot_masks), the action bins, the state bins
         self.mask_id = backbone.first_new_id
-        self.first_action_id = backbone.first_new_id + 1
+        n_slot = self.n_action_tokens if cfg.slot_masks else 0
+        slot_ids = torch.arange(1, 1 + n_slot) + self.mask_id if n_slot else torch.full((self.n_action_tokens,), self.mask_id)
+        self.register_buffer("slot_mask_ids", slot_ids, persistent=False)  # the MASK input of each action slot
+        self.first_action_id = self.mask_id + 1 + n_slot
         self.first_state_id = self.first_action_id + action_tokenizer.n_bins
         self._text_ids: dict[str, list[int]] = {}
-        self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
 
     # ---- inputs ---------------------------------------------------------------------------------------
     @staticmethod
-    def n_new_tokens(cfg: VLAConfig) -> int:
-        return 1 + cfg.tokenizer.n_bins + cfg.state_bins
+    def n_new_tokens(cfg: VLAConfig, action_dim: int) -> int:
+        return 1 + (cfg.chunk_size * action_dim if cfg.slot_masks else 0) + cfg.tokenizer.n_bins + cfg.state_bins
 
     @staticmethod
     def prompt_text(instruction: str) -> str:
@@ -183,7 +181,7 @@ class VLAModel(torch.nn.Module):
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
         action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(noisy)
         drop = self.masked_inputs(len(action_ids), generator)
-        action_ids = torch.where(drop.to(action_ids.device), self.mask_id, action_ids)
+        action_ids = torch.where(drop.to(action_ids.device), self.slot_mask_ids, action_ids)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
         logits = self._action_position_logits(prefix, action_ids)
@@ -230,8 +228,7 @@ class VLAModel(torch.nn.Module):
         return torch.cat([given, predicted[:, given.shape[1]:]], dim=1)[:, :n_tokens]
 
     def _generate_parallel(self, prefix, given_ids) -> torch.Tensor:
-        masks = torch.full((len(given_ids), self.n_action_tokens - given_ids.shape[1]), self.mask_id,
-                           dtype=given_ids.dtype, device=given_ids.device)
+        masks = self.slot_mask_ids[given_ids.shape[1]:].to(given_ids).expand(len(given_ids), -1)
         inputs = torch.cat([given_ids, masks], dim=1)
         return self._values(self._action_position_logits(prefix, inputs))
 

@@ -55,7 +55,7 @@ class VLAPolicy:
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
         if backbone is None:
             prompts = [VLAModel.prompt_text(i) for i in instructions]
-            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), prompts=prompts)
+            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg, tok.action_dim), prompts=prompts)
         policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
         policy.model.init_bin_embeddings()
         backbone.apply_finetune(cfg.backbone)
@@ -162,7 +162,7 @@ class VLAPolicy:
             raise CheckpointError(f"{directory / STATS_FILE}: {e.args[0]}") from None
         tok = BinActionTokenizer.load(directory)
         try:
-            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg), hf_config=config["backbone_hf_config"],
+            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg, tok.action_dim), hf_config=config["backbone_hf_config"],
                                       checkpoint=directory)
         except (FileNotFoundError, ValueError) as e:
             raise CheckpointError(str(e)) from None

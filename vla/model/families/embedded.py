@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import ByT5Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration
 
 from vla.model import text_tokenizer as bpe
 from vla.model.backbone import BackboneConfig, torch_dtype
 from vla.model.families.smolvlm import SmolVLMBackbone
+from vla.model.ordinal import grid_embedding
 
 
 def hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVLMConfig:
@@ -31,6 +33,19 @@ def hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVL
     )
 
 
+@torch.no_grad()
+def init_grid_positions(embeddings) -> None:
+    """2-D sin-cos position embeddings for a fresh vision tower, at the scale of its patch embeddings.
+
+    A random init gives each patch position an unrelated vector of std 0.02 beside patch features of std ~0.24,
+    so where an object is must be learned position by position from the demonstrations; with the grid's
+    coordinates in the embedding from the start, it is a linear read-out (what a policy needs to reach it)."""
+    pixels = torch.rand(8, 3, embeddings.image_size, embeddings.image_size) * 2 - 1  # the normalized range
+    scale = embeddings.patch_embedding(pixels).std()
+    embeddings.position_embedding.weight.copy_(
+        grid_embedding(embeddings.num_patches_per_side, embeddings.embed_dim, scale))
+
+
 def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompts: list[str] | None,
           checkpoint: Path | None) -> SmolVLMBackbone:
     if cfg.text_tokenizer == "byt5":
@@ -45,6 +60,10 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     if hf.image_token_id != len(tok):
         raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
                          f"{hf.image_token_id} (the image token comes right after them)")
-    model = SmolVLMForConditionalGeneration(hf).to(torch_dtype(cfg.dtype))
+    model = SmolVLMForConditionalGeneration(hf)
+    init_grid_positions(model.model.vision_model.embeddings)
+    model = model.to(torch_dtype(cfg.dtype))
     model.set_attn_implementation(cfg.attention)
-    return SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
+    backbone = SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
+    backbone.instruction_first = cfg.instruction_first
+    return backbone
