@@ -51,7 +51,7 @@ def _inject_lora(backbone: Backbone, cfg: BackboneConfig) -> None:
 def merge_lora(model: torch.nn.Module) -> None:
     """Fold every LoRA adapter and trainable-token row into the weight it adapts and put the plain layer back
     in its place (peft's merge_and_unload, for a model whose PeftModel wrapper was not kept). Inference then
-    runs the plain model: unmerged adapters cost ~40% of the embedded model's forward."""
+    runs the plain model (measured on the embedded model: 16 ms per chunk merged, 22 ms unmerged)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     merged: list[str] = []
