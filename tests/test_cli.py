@@ -12,6 +12,8 @@ CASES = [
     ("vla.cli.train", ["dataset=/no/such/store.zarr"], "dataset /no/such/store.zarr does not exist"),
     ("vla.cli.train", ["model.backbone.path=/no/model", "dataset=."], "backbone path /no/model has no config.json"),
     ("vla.cli.train", ["backbone@model.backbone=qwen2_5_vl", "dataset=."], "Missing mandatory value: path"),
+    ("vla.cli.train", ["model.backbone.instruction_first=maybe"], "model.backbone.instruction_first must be bool, got 'maybe'"),
+    ("vla.cli.train", ["steps=1e3"], "steps must be int, got 1000.0"),
     ("vla.cli.serve", ["dtype=fp8"], "dtype must be one of ('float32', 'bfloat16'), got 'fp8'"),
     ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),

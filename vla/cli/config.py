@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
+import typing
 from importlib.resources import files
 from pathlib import Path
 
@@ -57,10 +59,35 @@ def load(name: str, cls, overrides: list[str] | None = None):
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"configs/{name}.yaml: unknown key(s) {unknown}; {cls.__name__} has {sorted(known)}")
+    check_types(cls, values)
     try:
         return cls(**values)
     except (ValueError, TypeError) as e:  # the config dataclasses validate their values in __post_init__
         raise UsageError(f"configs/{name}.yaml: {e}") from None
+
+
+def check_types(cls, values: dict, where: str = "") -> None:
+    """Each bool, int and float field (nested config dataclasses included) holds a value of its type: YAML
+    and hydra pass `flag=maybe` through as a string, which a dataclass would take as a true flag."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            continue
+        value, kind, key = values[field.name], hints[field.name], f"{where}{field.name}"
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            check_types(kind, value, f"{key}.")
+        elif not _is_instance(value, kind):
+            raise UsageError(f"{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _is_instance(value, kind) -> bool:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return any(_is_instance(value, k) for k in typing.get_args(kind))
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):  # an int is a float's value too; a bool is neither
+        return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    return kind is not type(None) or value is None  # other types are the dataclasses' own to check
 
 
 def require_path(path, what: str) -> None:
