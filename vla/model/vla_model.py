@@ -99,7 +99,7 @@ class VLAModel(torch.nn.Module):
         self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
         # appended ids: MASK, the slot MASKs (slot_masks), the action bins, the state bins
         self.mask_id = backbone.first_new_id
-        n_slot = self.n_action_tokens if cfg.slot_masks else 0
+        n_slot = self.n_slot_masks(cfg, action_tokenizer.action_dim)
         slot_ids = torch.arange(1, 1 + n_slot) + self.mask_id if n_slot else torch.full((self.n_action_tokens,), self.mask_id)
         self.register_buffer("slot_mask_ids", slot_ids, persistent=False)  # the MASK input of each action slot
         self.first_action_id = self.mask_id + 1 + n_slot
@@ -108,8 +108,12 @@ class VLAModel(torch.nn.Module):
 
     # ---- inputs ---------------------------------------------------------------------------------------
     @staticmethod
+    def n_slot_masks(cfg: VLAConfig, action_dim: int) -> int:
+        return cfg.chunk_size * action_dim if cfg.slot_masks else 0
+
+    @staticmethod
     def n_new_tokens(cfg: VLAConfig, action_dim: int) -> int:
-        return 1 + (cfg.chunk_size * action_dim if cfg.slot_masks else 0) + cfg.tokenizer.n_bins + cfg.state_bins
+        return 1 + VLAModel.n_slot_masks(cfg, action_dim) + cfg.tokenizer.n_bins + cfg.state_bins
 
     @staticmethod
     def prompt_text(instruction: str) -> str:

@@ -61,7 +61,8 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
         raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
                          f"{hf.image_token_id} (the image token comes right after them)")
     model = SmolVLMForConditionalGeneration(hf)
-    init_grid_positions(model.model.vision_model.embeddings)
+    if not config:  # a new model (a loaded one's positions come with its weights)
+        init_grid_positions(model.model.vision_model.embeddings)
     model = model.to(torch_dtype(cfg.dtype))
     model.set_attn_implementation(cfg.attention)
     backbone = SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
