@@ -112,7 +112,7 @@ def time_train(policy, image: int, device: str, batch: int, steps: int) -> float
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     obs = observation(image, batch)
-    target = torch.rand(batch, model.n_action_tokens, device=device) * 2 - 1
+    target = torch.rand(batch, model.n_action_values, device=device) * 2 - 1
     mask = torch.ones_like(target, dtype=torch.bool)
     images = torch.from_numpy(obs["observation.images.front"][:, None])
     times = []

@@ -27,10 +27,10 @@ def backbone_dir(request, tmp_path_factory):
     return write_tiny_backbone(request.param, tmp_path_factory.mktemp(request.param))
 
 
-def make_policy(path, seed=0, decoding="parallel", **backbone):
+def make_policy(path, seed=0, decoding="parallel", step_tokens=False, **backbone):
     torch.manual_seed(seed)
     cfg = VLAConfig(backbone=BackboneConfig(path=str(path), **backbone), chunk_size=4, n_action_steps=2,
-                    decoding=decoding)
+                    decoding=decoding, step_tokens=step_tokens)
     return VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
 
 
@@ -66,7 +66,7 @@ def test_lora_trains_only_adapters_and_new_tokens_and_round_trips(backbone_dir, 
     obs = observations()
     prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
                                 obs["task"])
-    target = torch.rand(2, model.n_action_tokens) * 2 - 1
+    target = torch.rand(2, model.n_action_values) * 2 - 1
     for _ in range(2):
         loss = model(prefix, target, torch.ones_like(target, dtype=torch.bool))["loss"]
         loss.backward()
@@ -103,21 +103,21 @@ def test_frozen_vision_freezes_the_encoder_only(backbone_dir):
     assert encoder and trainable_parameters(policy.model)[0] > 0
 
 
-def test_kv_cached_decoding_equals_a_full_pass(backbone_dir):
+@pytest.mark.parametrize("step_tokens", [False, True])
+def test_kv_cached_decoding_equals_a_full_pass(backbone_dir, step_tokens):
     """Positions and masks of the cached steps (mrope, PaliGemma's 1-indexed prefix) match a full forward
-    pass over the same tokens, for left-padded prompts of different lengths."""
-    policy = make_policy(backbone_dir, seed=1, decoding="autoregressive")
+    pass over the same tokens, for left-padded prompts of different lengths; with step tokens the family
+    takes embeddings instead of ids and still finds its image tokens."""
+    policy = make_policy(backbone_dir, seed=1, decoding="autoregressive", step_tokens=step_tokens)
     model = policy.model
     obs = observations(3)
     prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
                                 ["a", "press the big red button now", "close"])
     assert len(set((prefix["attention_mask"] == 0).sum(1).tolist())) > 1
     values = model.generate(prefix)
-    ids = model.first_action_id + model.action_tokenizer.nearest_bin(values)
     with torch.no_grad():
-        hidden = model.backbone(model.backbone.append(prefix, ids)).last_hidden_state[:, -ids.shape[1] - 1 : -1]
-    expected = model.action_tokenizer.expected_value(model.action_logits(hidden))
-    torch.testing.assert_close(expected, values, atol=1e-4, rtol=0)
+        logits = model._action_position_logits(prefix, model.action_ids(values))
+    torch.testing.assert_close(model.action_tokenizer.expected_value(logits), values, atol=1e-4, rtol=0)
 
 
 def test_two_cameras_give_two_image_blocks(backbone_dir):

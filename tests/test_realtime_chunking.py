@@ -45,11 +45,12 @@ def test_a_prefix_is_the_chunks_start_and_conditions_the_rest(decoding):
 
 
 def test_prefix_training_masks_everything_after_a_real_prefix():
-    model = make_policy(prefix_prob=1.0).model
-    drop = model.masked_inputs(64, torch.Generator().manual_seed(0))
-    for row in drop.tolist():
-        k = row.index(True)
-        assert k % 4 == 0 and 1 <= k // 4 <= 3 and all(row[k:])  # whole timesteps, 1..H-1, then all MASK
+    for step_tokens, per_step in ((False, 4), (True, 1)):  # tokens per timestep
+        model = make_policy(prefix_prob=1.0, step_tokens=step_tokens).model
+        drop = model.masked_inputs(64, torch.Generator().manual_seed(0))
+        for row in drop.tolist():
+            k = row.index(True)
+            assert k % per_step == 0 and 1 <= k // per_step <= 3 and all(row[k:])  # whole timesteps, 1..H-1, then all MASK
     mixed = make_policy(token_dropout=0.5).model.masked_inputs(64, torch.Generator().manual_seed(0))
     assert 0.3 < mixed.float().mean() < 0.7
     with pytest.raises(ValueError, match="prefix_prob must be in"):

@@ -53,22 +53,40 @@ def test_constrained_decoding_never_yields_a_malformed_chunk(seed, scale, decode
     assert np.all(chunk >= -1.0 - 1e-6) and np.all(chunk <= 1.0 + 1e-6)
 
 
-def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass():
+@pytest.mark.parametrize("step_tokens", [False, True])
+def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass(step_tokens):
     """Each cached decode step must see exactly what a teacher-forced pass over its own tokens sees,
-    also for left-padded prompts of different lengths in one batch."""
-    policy = make_policy(3, decoding="autoregressive")
+    also for left-padded prompts of different lengths in one batch, and with tokens of a whole timestep."""
+    policy = make_policy(3, decoding="autoregressive", step_tokens=step_tokens)
     model, tok = policy.model, policy.model.action_tokenizer
     obs = batch(3)
     images = torch.from_numpy(obs["observation.images.corner2"][:, None])
     prefix = model.build_prefix(images, obs["observation.state"], ["a", "press the big red button", "close"])
     assert len(set((prefix["attention_mask"] == 0).sum(1).tolist())) > 1, "the batch must mix pad lengths"
     values = model.generate(prefix)
-    ids = model.first_action_id + tok.nearest_bin(values)
     with torch.no_grad():
-        hidden = model.backbone(model.backbone.append(prefix, ids)).last_hidden_state[:, -ids.shape[1] - 1 : -1]
-    torch.testing.assert_close(tok.expected_value(model.action_logits(hidden)), values, atol=1e-4, rtol=0)
-    # stopping early yields the same first tokens
+        logits = model._action_position_logits(prefix, model.action_ids(values))
+    torch.testing.assert_close(tok.expected_value(logits), values, atol=1e-4, rtol=0)
+    # stopping early yields the same first values, and given values are continued from
     torch.testing.assert_close(model.generate(prefix, n_tokens=5), values[:, :5])
+    torch.testing.assert_close(model.generate(prefix, given=values[:, :8])[:, 8:], values[:, 8:], atol=1e-4, rtol=0)
+
+
+def test_step_tokens_hold_a_whole_timestep_in_one_token(tmp_path):
+    """A chunk of H timesteps of D values takes H tokens; each dimension has its own bin ids, so the tokens
+    of two chunks that differ in one dimension differ, and the checkpoint round-trips."""
+    policy = make_policy(step_tokens=True)
+    model = policy.model
+    assert model.n_action_tokens == 4 and model.n_action_values == 16
+    assert model.first_state_id - model.first_action_id == 4 * model.action_tokenizer.n_bins
+    values = torch.zeros(1, 16)
+    ids = model.action_ids(values)
+    assert ids.shape == (1, 4, 4) and len(set(ids[0, 0].tolist())) == 4  # the same value, 4 dimensions, 4 ids
+    obs = batch(2)
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (2, 4, 4) and np.all(np.isfinite(chunk))
+    policy.save_pretrained(tmp_path / "ckpt")
+    np.testing.assert_array_equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").predict_chunk(obs), chunk)
 
 
 def test_state_dropout_masks_whole_states_and_at_one_the_state_is_never_seen():
@@ -106,6 +124,31 @@ def test_slot_masks_give_each_action_slot_its_own_mask_input(tmp_path):
     policy.save_pretrained(tmp_path / "ckpt")
     np.testing.assert_array_equal(VLAPolicy.from_pretrained(tmp_path / "ckpt").predict_chunk(obs), chunk)
     assert make_policy().model.slot_mask_ids.unique().tolist() == [make_policy().model.mask_id]  # the default: one
+
+
+def test_a_checkpoint_from_before_step_tokens_loads_with_one_token_per_value(tmp_path):
+    policy = make_policy(step_tokens=False)
+    policy.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["config"]["step_tokens"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = VLAPolicy.from_pretrained(tmp_path)
+    assert loaded.model.n_action_tokens == loaded.model.n_action_values
+    obs = batch(2)
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+
+
+def test_prompts_padded_to_one_text_length_give_the_same_chunk():
+    """The trainer's fixed shapes (compile=true): left padding is masked, so it changes no action."""
+    policy = make_policy()
+    obs = batch(2)
+    images = torch.from_numpy(obs["observation.images.corner2"][:, None])
+    plain = policy.model.build_prefix(images, obs["observation.state"], obs["task"])
+    policy.model.text_length = 20
+    padded = policy.model.build_prefix(images, obs["observation.state"], ["a", "press the big red button"])
+    assert padded["input_ids"].shape[1] > plain["input_ids"].shape[1]
+    assert padded["input_ids"].shape == policy.model.build_prefix(images, obs["observation.state"], ["b", "c"])["input_ids"].shape
+    np.testing.assert_allclose(policy.predict_chunk(obs), make_policy().predict_chunk(obs), atol=1e-5)
 
 
 def test_observation_is_validated_with_the_key_and_shape():

@@ -171,12 +171,14 @@ class Backbone(torch.nn.Module):
     def encode(self, text: str) -> list[int]:
         return self.frame_text(self.text_tokenizer(text, add_special_tokens=False).input_ids)
 
-    def prefix(self, images: torch.Tensor, texts: list[list[int]], tails: list[list[int]]) -> dict[str, torch.Tensor]:
+    def prefix(self, images: torch.Tensor, texts: list[list[int]], tails: list[list[int]],
+               text_length: int = 0) -> dict[str, torch.Tensor]:
         """images (B, n_cams, H, W, 3) uint8; per sample the text ids (`encode`) and the ids after them ->
-        the left-padded prefix [pad ...] [image block per camera] [text] [tail], as model inputs."""
+        the left-padded prefix [pad ...] [image block per camera] [text] [tail], as model inputs, padded as if
+        the longest text had at least `text_length` ids (one shape for every batch, for a compiled model)."""
         block = self.image_block(*images.shape[2:4]) * images.shape[1]
         seqs = [(t + block if self.instruction_first else block + t) + s for t, s in zip(texts, tails, strict=True)]
-        length = max(map(len, seqs))
+        length = max(max(map(len, seqs)), len(block) + text_length + max(map(len, tails)))
         device = self.model.device
         input_ids = torch.tensor([[self.pad_token_id] * (length - len(s)) + s for s in seqs], device=device)
         mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs], device=device)
@@ -208,11 +210,11 @@ class Backbone(torch.nn.Module):
         run = self.__dict__.get("_compiled", self.model.model)
         return run(**inputs, past_key_values=past_key_values, use_cache=use_cache)
 
-    def compile(self) -> None:
-        """torch.compile the model's forward for inference. On a GPU, mode "reduce-overhead" replays CUDA
+    def compile(self, training: bool = False) -> None:
+        """torch.compile the model's forward. For inference on a GPU, mode "reduce-overhead" replays CUDA
         graphs, which removes the per-kernel launch cost that dominates a small batch-1 forward. Each new
         prompt length compiles once (parallel decoding has one shape per instruction length)."""
-        mode = "reduce-overhead" if self.model.device.type == "cuda" else None
+        mode = "reduce-overhead" if self.model.device.type == "cuda" and not training else None
         # Kept out of the module tree: registered as a submodule it would add its weights to the state dict twice.
         self.__dict__["_compiled"] = torch.compile(self.model.model, mode=mode)
 

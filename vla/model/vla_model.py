@@ -67,6 +67,12 @@ class VLAConfig:
     # One MASK id per action slot (timestep x dimension) instead of one for all: a masked slot's input then
     # says which action it stands for, where with a single MASK only the rotary positions tell the slots apart.
     slot_masks: bool = False
+    # One token per action timestep that holds all D dimensions, instead of one token per dimension: a chunk
+    # is H tokens instead of H x D. Each dimension has its own bin ids; a step's input embedding is the mean
+    # of its D rows, and its hidden state is read out by each dimension's own LM-head rows. ~1.25x the
+    # training samples/s and a lower loss at equal samples, but lower closed-loop success on the demo tasks
+    # (README, "Training speed"), so it is an option.
+    step_tokens: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -96,24 +102,38 @@ class VLAModel(torch.nn.Module):
         # The state is binned exactly as actions are (q01..q99 -> [-1, 1] -> bins); only the count differs.
         self.state_tokenizer = BinActionTokenizer(BinTokenizerConfig(n_bins=cfg.state_bins), state_low, state_high)
         self.n_cameras = n_cameras
-        self.n_action_tokens = cfg.chunk_size * action_tokenizer.action_dim
-        # appended ids: MASK, the slot MASKs (slot_masks), the action bins, the state bins
+        d = action_tokenizer.action_dim
+        self.values_per_token = self.token_width(cfg, d)  # g: 1, or D with step_tokens
+        self.n_action_values = cfg.chunk_size * d  # what a chunk decodes to
+        self.n_action_tokens = self.n_action_values // self.values_per_token  # the positions it takes
+        # appended ids: MASK, the slot MASKs (slot_masks), g ranges of action bins (one per value of a token), the state bins
         self.mask_id = backbone.first_new_id
-        n_slot = self.n_slot_masks(cfg, action_tokenizer.action_dim)
+        n_slot = self.n_slot_masks(cfg, d)
         slot_ids = torch.arange(1, 1 + n_slot) + self.mask_id if n_slot else torch.full((self.n_action_tokens,), self.mask_id)
-        self.register_buffer("slot_mask_ids", slot_ids, persistent=False)  # the MASK input of each action slot
+        self.register_buffer("slot_mask_ids", slot_ids, persistent=False)  # the MASK input of each action token
         self.first_action_id = self.mask_id + 1 + n_slot
-        self.first_state_id = self.first_action_id + action_tokenizer.n_bins
+        self.n_action_ids = self.values_per_token * action_tokenizer.n_bins
+        self.first_state_id = self.first_action_id + self.n_action_ids
+        # the offset of each value's bin range within a token: value i of a chunk is slot i % g of its token
+        self.register_buffer("value_offsets", torch.arange(self.n_action_values) % self.values_per_token
+                             * action_tokenizer.n_bins, persistent=False)
         self._text_ids: dict[str, list[int]] = {}
+        self.text_length = 0  # pad every prompt's text to at least this many ids (the trainer's fixed shapes)
 
     # ---- inputs ---------------------------------------------------------------------------------------
     @staticmethod
+    def token_width(cfg: VLAConfig, action_dim: int) -> int:
+        """How many action values one action token holds."""
+        return action_dim if cfg.step_tokens else 1
+
+    @staticmethod
     def n_slot_masks(cfg: VLAConfig, action_dim: int) -> int:
-        return cfg.chunk_size * action_dim if cfg.slot_masks else 0
+        return cfg.chunk_size * action_dim // VLAModel.token_width(cfg, action_dim) if cfg.slot_masks else 0
 
     @staticmethod
     def n_new_tokens(cfg: VLAConfig, action_dim: int) -> int:
-        return 1 + VLAModel.n_slot_masks(cfg, action_dim) + cfg.tokenizer.n_bins + cfg.state_bins
+        return (1 + VLAModel.n_slot_masks(cfg, action_dim) + VLAModel.token_width(cfg, action_dim) * cfg.tokenizer.n_bins
+                + cfg.state_bins)
 
     @staticmethod
     def prompt_text(instruction: str) -> str:
@@ -129,13 +149,21 @@ class VLAModel(torch.nn.Module):
     @torch.no_grad()
     def init_bin_embeddings(self) -> None:
         """Ordinal init for a fresh model: Fourier features of each bin's center for the input embeddings of
-        the action and state bins and for the LM-head rows of the action bins."""
+        the action and state bins and for the LM-head rows of the action bins.
+
+        With step tokens, each dimension's range gets the same features with its channels in its own order
+        (so that a step's mean of D rows still says which dimension has which bin), its input rows scaled by
+        sqrt(D) so that the mean has the scale of one row."""
         emb = self.backbone.model.get_input_embeddings().weight
-        head = self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins)
-        n_a, n_s = self.action_tokenizer.n_bins, self.cfg.state_bins
-        emb[self.first_action_id : self.first_action_id + n_a] = ordinal_embedding(n_a, emb.shape[1], emb.std())
+        head = self.backbone.output_weights(self.first_action_id, self.n_action_ids)
+        n_a, n_s, g = self.action_tokenizer.n_bins, self.cfg.state_bins, self.values_per_token
+        action_emb, action_head = ordinal_embedding(n_a, emb.shape[1], emb.std()), ordinal_embedding(n_a, head.shape[1], head.std())
+        for i in range(g):
+            order = torch.randperm(emb.shape[1], generator=torch.Generator().manual_seed(i)) if i else torch.arange(emb.shape[1])
+            rows = slice(self.first_action_id + i * n_a, self.first_action_id + (i + 1) * n_a)
+            emb[rows] = action_emb[:, order] * g**0.5
+            head[i * n_a : (i + 1) * n_a] = action_head[:, order]
         emb[self.first_state_id : self.first_state_id + n_s] = ordinal_embedding(n_s, emb.shape[1], emb.std())
-        head.copy_(ordinal_embedding(n_a, head.shape[1], head.std()))
 
     def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
         """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> the backbone's prefix inputs:
@@ -144,26 +172,57 @@ class VLAModel(torch.nn.Module):
             self.state_tokenizer.normalize(np.asarray(states, np.float32)))
         if self.cfg.state_dropout == 1.0:  # a policy trained without the state never sees it
             state_ids = np.full_like(state_ids, self.mask_id)
-        return self.backbone.prefix(images, [self.text_ids(t) for t in tasks], state_ids.tolist())
+        return self.backbone.prefix(images, [self.text_ids(t) for t in tasks], state_ids.tolist(), self.text_length)
 
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.backbone.output_weights(self.first_action_id, self.action_tokenizer.n_bins).T
+        """(B, P, hidden) states that predict P action tokens -> (B, P * g, n_bins) logits, one row per value."""
+        g, n = self.values_per_token, self.action_tokenizer.n_bins
+        weights = self.backbone.output_weights(self.first_action_id, self.n_action_ids)
+        if g == 1:
+            return hidden @ weights.T
+        logits = torch.einsum("bph,gnh->bpgn", hidden, weights.view(g, n, -1))
+        return logits.reshape(len(hidden), -1, n)
+
+    def action_ids(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, V) normalized values (V a multiple of g) -> (B, V / g, g) the ids of the tokens that hold them."""
+        ids = self.first_action_id + self.value_offsets[: values.shape[1]] + self.action_tokenizer.nearest_bin(values)
+        return ids.view(len(values), -1, self.values_per_token)
+
+    def masks(self, batch: int, start: int = 0) -> torch.Tensor:
+        """(batch, P - start, g) the MASK inputs of the action tokens from `start` on."""
+        ids = self.slot_mask_ids[start:, None].expand(-1, self.values_per_token)
+        return ids.expand(batch, -1, -1)
+
+    def _model_inputs(self, inputs: dict[str, torch.Tensor], ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """inputs whose last p ids are the placeholders (`ids[..., 0]`) of (B, p, g) action tokens -> what the
+        backbone runs. A token of g > 1 values enters as the mean of its g rows of the input embedding, so the
+        model then gets `inputs_embeds` instead of ids (every family finds its image tokens in those by their
+        embedding); the placeholders have already set the mask and positions."""
+        if self.values_per_token == 1:
+            return inputs
+        embed = self.backbone.model.get_input_embeddings()
+        head = inputs["input_ids"][:, : inputs["input_ids"].shape[1] - ids.shape[1]]
+        out = {k: v for k, v in inputs.items() if k != "input_ids"}
+        out["inputs_embeds"] = torch.cat([embed(head), embed(ids).mean(2)], dim=1)
+        return out
 
     def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
-        """One pass over prefix + T action inputs; logits at the positions that predict each action token."""
-        t = action_inputs.shape[1]
-        hidden = self.backbone(self.backbone.append(prefix, action_inputs)).last_hidden_state[:, -t - 1 : -1]
+        """One pass over prefix + P action tokens (B, P, g ids); logits (B, P * g, n_bins) at the positions that
+        predict each action token."""
+        p = action_inputs.shape[1]
+        inputs = self._model_inputs(self.backbone.append(prefix, action_inputs[..., 0]), action_inputs)
+        hidden = self.backbone(inputs).last_hidden_state[:, -p - 1 : -1]
         return self.action_logits(hidden).float()
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(batch, T) bool: which action inputs are MASK in training. Each token with probability
+        """(batch, P) bool: which action tokens are MASK in training. Each token with probability
         `token_dropout`; or, for a sample drawn with probability `prefix_prob`, every token after a real prefix
         of k timesteps (k uniform in [1, H-1]): the layout of generate(given=)."""
         t = self.n_action_tokens
         drop = torch.rand(batch, t, generator=generator) < self.cfg.token_dropout
         if self.cfg.prefix_prob > 0:
-            k = torch.randint(1, self.cfg.chunk_size, (batch, 1), generator=generator) * self.action_tokenizer.action_dim
+            k = torch.randint(1, self.cfg.chunk_size, (batch, 1), generator=generator) * (t // self.cfg.chunk_size)
             as_prefix = torch.rand(batch, 1, generator=generator) < self.cfg.prefix_prob
             drop = torch.where(as_prefix, torch.arange(t)[None] >= k, drop)
         return drop
@@ -179,13 +238,14 @@ class VLAModel(torch.nn.Module):
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
-        prefix: `build_prefix`'s inputs; target: (B, T) normalized actions in [-1, 1]; target_mask: (B, T) bool, False on padding."""
+        prefix: `build_prefix`'s inputs; target: (B, H x D) normalized actions in [-1, 1]; target_mask: (B, H x D)
+        bool, False on padding."""
         noisy = target
         if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
-        action_ids = self.first_action_id + self.action_tokenizer.nearest_bin(noisy)
-        drop = self.masked_inputs(len(action_ids), generator)
-        action_ids = torch.where(drop.to(action_ids.device), self.slot_mask_ids, action_ids)
+        action_ids = self.action_ids(noisy)
+        drop = self.masked_inputs(len(action_ids), generator).to(action_ids.device)
+        action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
         logits = self._action_position_logits(prefix, action_ids)
@@ -213,18 +273,18 @@ class VLAModel(torch.nn.Module):
         will actually be executed; parallel decoding computes the whole chunk in one pass either way.
         given: (B, G) normalized values of the first G action tokens (G < T, whole timesteps): they are
         inputs, returned as they were given, and the tokens after them are predicted conditioned on them."""
-        n_tokens = self.n_action_tokens if n_tokens is None else n_tokens
-        if not 1 <= n_tokens <= self.n_action_tokens:
-            raise ValueError(f"n_tokens must be in [1, {self.n_action_tokens}], got {n_tokens}")
+        n_tokens = self.n_action_values if n_tokens is None else n_tokens
+        if not 1 <= n_tokens <= self.n_action_values:
+            raise ValueError(f"n_tokens must be in [1, {self.n_action_values}], got {n_tokens}")
         batch, device = len(prefix["input_ids"]), prefix["input_ids"].device
         if given is None:
             given = torch.zeros(batch, 0, device=device)
         d = self.action_tokenizer.action_dim
-        if given.ndim != 2 or len(given) != batch or given.shape[1] % d or given.shape[1] >= self.n_action_tokens:
+        if given.ndim != 2 or len(given) != batch or given.shape[1] % d or given.shape[1] >= self.n_action_values:
             raise ValueError(f"given actions must be (batch {batch}, k * {d}) with k < chunk_size "
                              f"{self.cfg.chunk_size}, got {tuple(given.shape)}")
         given = given.to(device).float().clamp(-1, 1)
-        given_ids = self.first_action_id + self.action_tokenizer.nearest_bin(given)
+        given_ids = self.action_ids(given)
         if self.cfg.decoding == "parallel":
             predicted = self._generate_parallel(prefix, given_ids)
         else:
@@ -232,23 +292,24 @@ class VLAModel(torch.nn.Module):
         return torch.cat([given, predicted[:, given.shape[1]:]], dim=1)[:, :n_tokens]
 
     def _generate_parallel(self, prefix, given_ids) -> torch.Tensor:
-        masks = self.slot_mask_ids[given_ids.shape[1]:].to(given_ids).expand(len(given_ids), -1)
-        inputs = torch.cat([given_ids, masks], dim=1)
+        inputs = torch.cat([given_ids, self.masks(len(given_ids), given_ids.shape[1]).to(given_ids)], dim=1)
         return self._values(self._action_position_logits(prefix, inputs))
 
-    def _generate_autoregressive(self, prefix, given_ids, n_tokens: int) -> torch.Tensor:
-        """Decodes n_tokens after the given ones (which join the prompt); returns given placeholders + them."""
-        g = given_ids.shape[1]
-        inputs = self.backbone.append(prefix, given_ids)
-        out = self.backbone(inputs, use_cache=True)
-        hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
-        values = [torch.zeros(len(given_ids), g, device=given_ids.device)]  # replaced by the given values
-        for step in range(n_tokens):
-            value = self._values(self.action_logits(hidden).float())
-            values.append(value[:, None])
-            if step == n_tokens - 1:
+    def _generate_autoregressive(self, prefix, given_ids, n_values: int) -> torch.Tensor:
+        """Decodes n_values after the given tokens (which join the prompt), one token (g values) at a time;
+        returns placeholders for the given values + the decoded ones."""
+        g = self.values_per_token
+        inputs = self.backbone.append(prefix, given_ids[..., 0])
+        out = self.backbone(self._model_inputs(inputs, given_ids), use_cache=True)
+        hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
+        values = [torch.zeros(len(given_ids), given_ids.shape[1] * g, device=given_ids.device)]  # replaced by the given values
+        for step in range(-(-n_values // g)):
+            value = self._values(self.action_logits(hidden).float())  # (B, g)
+            values.append(value)
+            if (step + 1) * g >= n_values:
                 break
-            inputs = self.backbone.append(inputs, (self.first_action_id + self.action_tokenizer.nearest_bin(value))[:, None])
-            out = self.backbone(self.backbone.last(inputs, 1), past_key_values=cache, use_cache=True)
-            hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+            ids = self.action_ids(value)  # (B, 1, g)
+            inputs = self.backbone.append(inputs, ids[..., 0])
+            out = self.backbone(self._model_inputs(self.backbone.last(inputs, 1), ids), past_key_values=cache, use_cache=True)
+            hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
         return torch.cat(values, dim=1)

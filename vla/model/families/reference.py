@@ -59,7 +59,8 @@ TINY = {
                        "fullatt_block_indexes": [1]},
         text_config={**_TINY_TEXT, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
                      "bos_token_id": None, "eos_token_id": None},
-        image_token_id=TINY_VOCAB - 1, vision_start_token_id=TINY_VOCAB - 2, vision_end_token_id=TINY_VOCAB - 3),
+        image_token_id=TINY_VOCAB - 1, vision_start_token_id=TINY_VOCAB - 2, vision_end_token_id=TINY_VOCAB - 3,
+        video_token_id=TINY_VOCAB - 4),  # inside the vocabulary, as the published model's
 }
 
 
