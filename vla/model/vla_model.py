@@ -12,10 +12,10 @@ The state is quantile-normalized and binned, one appended token per dimension. (
 as decimal text, which a pretrained LM reads; a backbone trained from scratch first has to learn to parse
 digits, and measured here it did not within a CPU budget.) Bin tokens, state and action alike, start from
 ordinal (Fourier-feature) embeddings, so neighbouring bins begin close instead of as unrelated classes.
-The T = H x D
-action tokens are time-major. Logits are only ever computed over the action ids (the rows of the LM head
-for them), so training is a distribution over bins and decoding cannot leave the action vocabulary: every
-decode yields exactly H x D valid bins, i.e. a well-formed chunk.
+The T = H x D action tokens are time-major (or, with `step_tokens`, H tokens of D values each). Logits are
+only ever computed over the action ids (the rows of the LM head for them), so training is a distribution
+over bins and decoding cannot leave the action vocabulary: every decode yields exactly H x D valid bins,
+i.e. a well-formed chunk.
 
 Teacher forcing alone teaches a shortcut: actions are smooth, so token t is nearly token t - D, and the
 model learns to copy instead of to look (measured: 0.016 teacher-forced L1 while its open-loop chunks on
