@@ -30,9 +30,9 @@ from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 
 OPTIMIZER_FILE, TRAINER_STATE_FILE, METRICS_FILE = "optimizer.safetensors", "trainer_state.json", "metrics.jsonl"
 PRECISIONS = ("auto", "bf16", "fp32")
-# A compiled step of the embedded model (batch 32) takes ~0.26 s instead of ~0.33 s, so the 20-40 s of
-# compiling pays back after 300-550 steps.
-COMPILE_FROM_STEPS = 500
+# A compiled step of the embedded model (batch 32) saves ~0.05-0.07 s, and compiling costs 20-50 s: the 700
+# steps of `make demo` took 230 s compiled against 210 s not (README), so it pays off from about 1000 steps.
+COMPILE_FROM_STEPS = 1000
 
 
 @dataclass
