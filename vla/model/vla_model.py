@@ -69,9 +69,9 @@ class VLAConfig:
     slot_masks: bool = False
     # One token per action timestep that holds all D dimensions, instead of one token per dimension: a chunk
     # is H tokens instead of H x D. Each dimension has its own bin ids; a step's input embedding is the mean
-    # of its D rows, and its hidden state is read out by each dimension's own LM-head rows. ~1.25x the
-    # training samples/s and a lower loss at equal samples, but lower closed-loop success on the demo tasks
-    # (README, "Training speed"), so it is an option.
+    # of its D rows, and its hidden state is read out by each dimension's own LM-head rows. ~1.2x the
+    # training samples/s and a lower loss at equal samples; three training seeds on the demo tasks could not
+    # rank it against one token per dimension (README, "Training speed"), so it is an option for now.
     step_tokens: bool = False
 
     def __post_init__(self) -> None:
