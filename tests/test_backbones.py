@@ -223,3 +223,35 @@ def test_instruction_first_puts_the_words_before_the_images_and_is_kept_by_the_c
     np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
     with pytest.raises(ValueError, match="instruction_first is the embedded model's"):
         BackboneConfig(path=str(tmp_path), instruction_first=True)
+
+
+def test_a_conv_stem_keeps_the_patch_grid_and_is_kept_by_the_checkpoint(tmp_path):
+    cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
+                                            text_hidden=64, text_layers=2, head_dim=32, vision_stem="conv"),
+                    chunk_size=4, n_action_steps=2)
+    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+    stem = policy.model.backbone.model.model.vision_model.embeddings.patch_embedding
+    assert isinstance(stem, torch.nn.Sequential)
+    assert stem(torch.rand(2, 3, 32, 32)).shape == (2, 32, 4, 4)  # the 8-pixel patches' grid, three stride-2 stages
+    obs = observations()
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    with pytest.raises(ValueError, match="vision_stem must be one of"):
+        BackboneConfig(vision_stem="resnet")
+    with pytest.raises(ValueError, match="vision_stem is the embedded model's"):
+        BackboneConfig(path=str(tmp_path), vision_stem="conv")
+
+
+def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):
+    cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
+                                            text_hidden=64, text_layers=2, head_dim=32, text_mlp_ratio=2.5),
+                    chunk_size=4, n_action_steps=2)
+    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.model.backbone.model.config.text_config.intermediate_size == 160
+    obs = observations()
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    with pytest.raises(ValueError, match="text_mlp_ratio must be > 0"):
+        BackboneConfig(text_mlp_ratio=0)

@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer,
 from vla.model import text_tokenizer as bpe
 
 TEXT_TOKENIZERS = ("bpe", "byt5")
+VISION_STEMS = ("patch", "conv")
 FINETUNE_MODES = ("full", "frozen_vision", "lora")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
@@ -57,12 +58,20 @@ class BackboneConfig:
     vision_layers: int = 4
     text_hidden: int = 256
     text_layers: int = 4
+    # The language model's SwiGLU width over text_hidden. 4 was the first default; Llama's own is 8/3, where a
+    # gated MLP (three matrices) costs what a 4x ungated one does.
+    text_mlp_ratio: float = 4.0
     head_dim: int = 64
     scale_factor: int = 2  # SmolVLM pixel shuffle: image tokens = (image_size / patch_size / scale)^2
     # The embedded model's layout: the instruction before the images, so that in a causal language model every
     # image token can attend to the words (which object is meant) in every layer. False: after them, as a
     # pretrained family's own prompts have it (a pretrained backbone always keeps its family's layout).
     instruction_first: bool = False
+    # The embedded model's patch embedding: "patch" projects each patch_size x patch_size patch linearly (ViT);
+    # "conv" is a stack of small strided convolutions down to the same grid (Xiao et al. 2021, "Early
+    # convolutions help transformers see better"): an object a few pixels wide is seen by overlapping kernels
+    # wherever it falls, instead of split across patch borders.
+    vision_stem: str = "patch"
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -83,13 +92,19 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.text_tokenizer not in TEXT_TOKENIZERS:
             raise ValueError(f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}")
+        if self.vision_stem not in VISION_STEMS:
+            raise ValueError(f"vision_stem must be one of {VISION_STEMS}, got {self.vision_stem!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         torch_dtype(self.dtype)
+        if self.text_mlp_ratio <= 0:
+            raise ValueError(f"text_mlp_ratio must be > 0, got {self.text_mlp_ratio}")
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if self.path is not None and self.instruction_first:
             raise ValueError("instruction_first is the embedded model's; a pretrained backbone keeps its family's layout")
+        if self.path is not None and self.vision_stem != "patch":
+            raise ValueError("vision_stem is the embedded model's; a pretrained backbone keeps its own patch embedding")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:

@@ -31,6 +31,9 @@ CONFIG_FILE, WEIGHTS_FILE, STATS_FILE = "config.json", "model.safetensors", "nor
 POLICY_TYPE = "vla"
 # 2: the embedded backbone's text tokenizer is named in its config (format 1 checkpoints are all ByT5).
 CHECKPOINT_FORMAT = 2
+# Config keys added after checkpoints were written without them, with the value those checkpoints were trained
+# with (where it differs from today's default).
+PREDATING_DEFAULTS = {"step_tokens": False}
 
 
 class CheckpointError(ValueError):
@@ -154,7 +157,7 @@ class VLAPolicy:
             raise CheckpointError(f"{directory}: policy_type {config['policy_type']!r} is not {POLICY_TYPE!r}")
         if config["format"] == 1:
             config["config"]["backbone"]["text_tokenizer"] = "byt5"
-        cfg = VLAConfig(**config["config"])
+        cfg = VLAConfig(**(PREDATING_DEFAULTS | config["config"]))
         schema = Schema.from_json(config["schema"])
         try:
             stats = stats_from_json(json.loads((directory / STATS_FILE).read_text()), [STATE_KEY, ACTION_KEY])

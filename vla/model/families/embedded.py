@@ -23,7 +23,7 @@ def hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVL
         ),
         text_config=dict(
             model_type="llama", vocab_size=text_vocab + n_new_tokens, hidden_size=cfg.text_hidden,
-            intermediate_size=4 * cfg.text_hidden, num_hidden_layers=cfg.text_layers,
+            intermediate_size=round(cfg.text_mlp_ratio * cfg.text_hidden), num_hidden_layers=cfg.text_layers,
             num_attention_heads=heads_t, num_key_value_heads=heads_t, max_position_embeddings=1024,
             pad_token_id=0, tie_word_embeddings=False,
         ),
@@ -31,6 +31,30 @@ def hf_config(cfg: BackboneConfig, text_vocab: int, n_new_tokens: int) -> SmolVL
         scale_factor=cfg.scale_factor,
         tie_word_embeddings=False,
     )
+
+
+def prime_factors(n: int) -> list[int]:
+    factors, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    return factors
+
+
+def conv_stem(patch_size: int, hidden: int, width: int = 32) -> torch.nn.Sequential:
+    """Strided convolutions from pixels to the patch grid, one stage per prime factor of patch_size (12: strides
+    2, 2, 3), channels doubling from `width`, then a 1x1 projection to the vision width. A stride-2 stage is a
+    3x3 kernel padded by 1 (overlapping); a larger prime p is a p x p kernel, so every stage divides the side
+    exactly and the grid matches the patch embedding's."""
+    layers, channels = [], 3
+    for i, stride in enumerate(prime_factors(patch_size)):
+        out = width * 2**i
+        kernel, pad = (3, 1) if stride == 2 else (stride, 0)
+        layers += [torch.nn.Conv2d(channels, out, kernel, stride, pad), torch.nn.GroupNorm(8, out), torch.nn.GELU()]
+        channels = out
+    return torch.nn.Sequential(*layers, torch.nn.Conv2d(channels, hidden, 1))
 
 
 @torch.no_grad()
@@ -61,6 +85,9 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
         raise ValueError(f"text tokenizer has {len(tok)} ids, the backbone config expects "
                          f"{hf.image_token_id} (the image token comes right after them)")
     model = SmolVLMForConditionalGeneration(hf)
+    if cfg.vision_stem == "conv":  # before the weights load: a checkpoint's stem has this module's names
+        embeddings = model.model.vision_model.embeddings
+        embeddings.patch_embedding = conv_stem(embeddings.patch_size, embeddings.embed_dim)
     if not config:  # a new model (a loaded one's positions come with its weights)
         init_grid_positions(model.model.vision_model.embeddings)
     model = model.to(torch_dtype(cfg.dtype))
