@@ -1,13 +1,18 @@
 """Training samples/s of the embedded default and its loss at equal samples: today's configuration against
 the new default, each lever added in turn, in one run on the same demonstrations, seeds and batches.
 
-    python benchmarks/train_speed.py --out runs/train_speed [--steps 150] [--episodes 5]
+    python benchmarks/train_speed.py --out runs/train_speed [--steps 150] [--episodes 5] [--rounds 3]
 
 The demonstrations are expert episodes of the MT10 tasks (recorded into DIR/demos.zarr once, then reused).
 Every configuration trains `--steps` steps of batch 32 from the same seed with the real trainer
 (`vla.train.train`), so each sees exactly the same batches; samples/s is measured after the first
 `--warmup` steps (allocator and thread-pool warm-up), and the loss at equal samples is the mean training
 loss over the last 10% of steps. Nothing else may run on the machine while it measures.
+
+A shared 2-core machine's speed drifts by +-25% from one minute to the next (measured: one configuration
+gave 107 and 146 samples/s in two passes an hour apart), so every configuration runs `--rounds` times, the
+rounds interleaved (each round runs every configuration once), and its samples/s is the median of its
+rounds. The loss is the same in every round (the same batches and seeds).
 
 Writes DIR/results.json: {"configs": {name: {"samples_per_s", "loss_at_equal_samples", ...}}, "speedup"}
 (speedup: the new default over today's) and DIR/train_speed.png.
@@ -33,7 +38,8 @@ LEVERS = [
     ("+ bf16 autocast", "precision=fp32", "precision=auto"),
     ("+ eager attention", "model.backbone.attention=sdpa", "model.backbone.attention=eager"),
     ("+ torch.compile", "compile=false", "compile=true"),
-    ("+ one token per action step (new default)", "model.step_tokens=false", "model.step_tokens=true"),
+    ("+ one token per action step", "model.step_tokens=false", "model.step_tokens=true"),
+    ("+ 2 vision layers, not 4 (new default)", "model.backbone.vision_layers=4", "model.backbone.vision_layers=2"),
 ]
 TODAY = "today (byt5, fp32, sdpa)"  # every row steps a fused AdamW (the trainer has no other)
 # Row 0 is "today"; row i turns on the first i levers and keeps the rest as they were; the last is the new default.
@@ -96,18 +102,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=5, help="expert demonstrations per MT10 task")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration, interleaved; the median counts")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if not 1 <= args.warmup < args.steps:
         parser.error(f"--warmup must be in [1, --steps), got {args.warmup}")
     args.out.mkdir(parents=True, exist_ok=True)
     store = record_demos(args.out, args.episodes)
-    configs = {name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
-               for i, (name, overrides) in enumerate(CONFIGS.items())}
+    rounds = [{name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
+               for i, (name, overrides) in enumerate(CONFIGS.items())} for _ in range(args.rounds)]
+    configs = {name: {**rounds[0][name], "samples_per_s": float(np.median([r[name]["samples_per_s"] for r in rounds])),
+                      "rounds_samples_per_s": [r[name]["samples_per_s"] for r in rounds]} for name in CONFIGS}
     results = {"configs": configs, "speedup": configs[NEW]["samples_per_s"] / configs[TODAY]["samples_per_s"],
-               "steps": args.steps, "batch_size": BATCH_SIZE, "dataset": str(store)}
-    print(f"\n{'configuration':<34} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22} {'warmup s':>9}")
+               "steps": args.steps, "rounds": args.rounds, "batch_size": BATCH_SIZE, "dataset": str(store)}
+    print(f"\n{'configuration':<44} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22} {'warmup s':>9}")
     for name, r in configs.items():
-        print(f"{name:<34} {r['samples_per_s']:>10.1f} {r['samples_per_s'] / configs[TODAY]['samples_per_s']:>8.2f} "
+        print(f"{name:<44} {r['samples_per_s']:>10.1f} {r['samples_per_s'] / configs[TODAY]['samples_per_s']:>8.2f} "
               f"{r['loss_at_equal_samples']:>22.4f} {r['warmup_s']:>9.1f}")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "train_speed.png")
