@@ -181,7 +181,9 @@ def test_server_killed_mid_episode_and_restarted():
     thread.start()
     time.sleep(1.0)
     first.__exit__()  # the server dies mid-episode
+    dead = time.perf_counter()
     time.sleep(1.5)
+    back = time.perf_counter()
     with server(StubPolicy(value=-0.5), port=port):  # and comes back on the same port
         thread.join(20)
     report = controller.report
@@ -189,10 +191,11 @@ def test_server_killed_mid_episode_and_restarted():
     assert report.ended_by == "max ticks" and report.inference_errors  # it noticed, and went on
     assert guard.counts["hold"] > 0 and guard.counts["stop"] == 0  # held through the outage, no watchdog stop
     last = report.ticks - 1  # after it, the stop ramp
-    assert np.allclose(commands[40, :3], 0.5) and np.allclose(commands[last, :3], -0.5)  # before / after
+    times = np.array(robot.times)  # by time, not tick number: a loaded machine runs the 50 Hz loop late
+    assert np.allclose(commands[times < dead][-1, :3], 0.5) and np.allclose(commands[last, :3], -0.5)  # before / after
     assert np.allclose(commands[-1, :3], 0.0)  # ramped down to rest at the end
-    outage = commands[60:100, :3]
-    assert np.allclose(outage, 0.0)  # held at rest while the server was gone
+    outage = commands[(times > dead + 0.2) & (times < back), :3]  # 0.2 s: the held chunk's rest, then the ramp
+    assert len(outage) > 20 and np.allclose(outage, 0.0)  # held at rest while the server was gone
 
 
 def test_inference_slower_than_the_deadline_holds_then_stops():
