@@ -112,8 +112,10 @@ def main() -> None:
     store = record_demos(args.out, args.episodes)
     rounds = [{name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
                for i, (name, overrides) in enumerate(CONFIGS.items())} for _ in range(args.rounds)]
-    configs = {name: {**rounds[0][name], "samples_per_s": float(np.median([r[name]["samples_per_s"] for r in rounds])),
-                      "rounds_samples_per_s": [r[name]["samples_per_s"] for r in rounds]} for name in CONFIGS}
+    configs = {}
+    for name in CONFIGS:
+        rates = [r[name]["samples_per_s"] for r in rounds]
+        configs[name] = {**rounds[0][name], "samples_per_s": float(np.median(rates)), "rounds_samples_per_s": rates}
     results = {"configs": configs, "speedup": configs[NEW]["samples_per_s"] / configs[TODAY]["samples_per_s"],
                "steps": args.steps, "rounds": args.rounds, "batch_size": BATCH_SIZE, "dataset": str(store)}
     print(f"\n{'configuration':<44} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22} {'warmup s':>9}")
