@@ -205,11 +205,23 @@ def test_a_fresh_embedded_vision_tower_starts_with_grid_positions():
         torch.rand(4, 3, 96, 96) * 2 - 1).std() < 2  # a signal as strong as the patches', not 0.02 beside 0.24
 
 
-def test_instruction_first_puts_the_words_before_the_images_and_is_kept_by_the_checkpoint(tmp_path):
+def tiny_embedded_policy(**backbone):
     cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
-                                            text_hidden=64, text_layers=2, head_dim=32, instruction_first=True),
+                                            text_hidden=64, text_layers=2, head_dim=32, **backbone),
                     chunk_size=4, n_action_steps=2)
-    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+    return VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+
+
+def reloaded_predicts_alike(policy, directory, obs):
+    """The policy saved to and loaded from `directory`, checked to predict what the policy predicts."""
+    policy.save_pretrained(directory)
+    loaded = VLAPolicy.from_pretrained(directory)
+    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    return loaded
+
+
+def test_instruction_first_puts_the_words_before_the_images_and_is_kept_by_the_checkpoint(tmp_path):
+    policy = tiny_embedded_policy(instruction_first=True)
     obs = observations()
     model = policy.model
     prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]), obs["observation.state"],
@@ -217,26 +229,17 @@ def test_instruction_first_puts_the_words_before_the_images_and_is_kept_by_the_c
     ids = prefix["input_ids"][0][prefix["attention_mask"][0].bool()].tolist()
     words = model.text_ids(obs["task"][0])
     assert ids[: len(words)] == words and ids[len(words)] == model.backbone.image_token_id
-    policy.save_pretrained(tmp_path / "ckpt")
-    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
-    assert loaded.model.backbone.instruction_first
-    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    assert reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.instruction_first
     with pytest.raises(ValueError, match="instruction_first is the embedded model's"):
         BackboneConfig(path=str(tmp_path), instruction_first=True)
 
 
 def test_a_conv_stem_keeps_the_patch_grid_and_is_kept_by_the_checkpoint(tmp_path):
-    cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
-                                            text_hidden=64, text_layers=2, head_dim=32, vision_stem="conv"),
-                    chunk_size=4, n_action_steps=2)
-    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
+    policy = tiny_embedded_policy(vision_stem="conv")
     stem = policy.model.backbone.model.model.vision_model.embeddings.patch_embedding
     assert isinstance(stem, torch.nn.Sequential)
     assert stem(torch.rand(2, 3, 32, 32)).shape == (2, 32, 4, 4)  # the 8-pixel patches' grid, three stride-2 stages
-    obs = observations()
-    policy.save_pretrained(tmp_path / "ckpt")
-    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
-    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
+    reloaded_predicts_alike(policy, tmp_path / "ckpt", observations())
     with pytest.raises(ValueError, match="vision_stem must be one of"):
         BackboneConfig(vision_stem="resnet")
     with pytest.raises(ValueError, match="vision_stem is the embedded model's"):
@@ -244,14 +247,7 @@ def test_a_conv_stem_keeps_the_patch_grid_and_is_kept_by_the_checkpoint(tmp_path
 
 
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):
-    cfg = VLAConfig(backbone=BackboneConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
-                                            text_hidden=64, text_layers=2, head_dim=32, text_mlp_ratio=2.5),
-                    chunk_size=4, n_action_steps=2)
-    policy = VLAPolicy.create(cfg, SCHEMA, fake_stats(), TASKS)
-    policy.save_pretrained(tmp_path / "ckpt")
-    loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
+    loaded = reloaded_predicts_alike(tiny_embedded_policy(text_mlp_ratio=2.5), tmp_path / "ckpt", observations())
     assert loaded.model.backbone.model.config.text_config.intermediate_size == 160
-    obs = observations()
-    np.testing.assert_array_equal(loaded.predict_chunk(obs), policy.predict_chunk(obs))
     with pytest.raises(ValueError, match="text_mlp_ratio must be > 0"):
         BackboneConfig(text_mlp_ratio=0)
