@@ -43,14 +43,14 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
                 progress: Progress) -> Path:
     """One VLA on the store into out/train, resuming from its last checkpoint; -> the final checkpoint."""
     from vla.cli.config import load
-    from vla.train import TrainConfig, latest_checkpoint, train
+    from vla.train import latest_checkpoint, train
 
     run = out / "train"
     last = latest_checkpoint(run)
     final = run / "checkpoints" / f"step_{steps:06d}"  # complete once it exists (renamed into place)
     if last != final:
         t0 = time.perf_counter()
-        cfg = load("train", TrainConfig, [f"dataset={store}", f"out={run}", f"steps={steps}",
+        cfg = load("train", [f"dataset={store}", f"out={run}", f"steps={steps}",
                                           f"save_every={save_every}", f"resume={last is not None}", *overrides])
         train(cfg)
         progress.add("train", time.perf_counter() - t0)

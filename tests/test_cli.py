@@ -30,3 +30,20 @@ def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not list(tmp_path.iterdir()), "nothing may be written before the input is checked"
+
+
+@pytest.mark.parametrize("name", ["train", "record", "eval", "serve", "robot", "dataset"])
+def test_each_yaml_composes_to_its_dataclass_defaults(name):
+    """The dataclass is the one source of defaults: a YAML that repeated one would drift from it."""
+    from vla.cli.config import config_class, load
+
+    assert load(name, []) == config_class(name)()
+
+
+def test_a_group_option_overrides_the_dataclass_defaults():
+    from vla.cli.config import load
+
+    cfg = load("train", ["backbone@model.backbone=smolvlm2", "model.backbone.path=/models/x",
+                         "model.backbone.image_size=512"])
+    assert (cfg.model.backbone.path, cfg.model.backbone.finetune, cfg.model.backbone.image_size) == \
+        ("/models/x", "frozen_vision", 512)

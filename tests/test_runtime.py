@@ -165,7 +165,9 @@ def test_nan_and_huge_actions_from_the_policy_are_held_and_clamped():
     with server(StubPolicy(value=1e6)) as s:
         report, robot, guard = run_mock(s.url)
     commands = check_commands(robot)
-    assert guard.counts["clamp"] > 0 and np.allclose(commands[10:30], 1.0)  # clamped to the ctrl limit
+    # clamped to the ctrl limit (check_commands: never beyond it). Counted, not taken as ticks 10-30: on a loaded
+    # machine the first chunk can arrive late and the watchdog may hold a late tick.
+    assert guard.counts["clamp"] > 0 and np.isclose(commands, 1.0).all(axis=1).sum() >= 10
 
 
 def test_server_killed_mid_episode_and_restarted():

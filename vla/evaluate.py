@@ -32,7 +32,7 @@ class EvalConfig:
     episodes: int = 20
     out: str | None = None  # default: <checkpoint>/eval
     seed: int = DEFAULT_EVAL_SEED  # episode i uses seed `seed + i`
-    max_episode_steps: int | None = None  # None: the suite's own limit (Meta-World: 500)
+    max_episode_steps: int | None = 300  # None: the suite's own limit (Meta-World: 500)
     batch_envs: int = 20
     video: bool = True
     device: str = "cpu"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 import types
 import typing
@@ -10,6 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -42,7 +44,55 @@ def config_dir() -> Path:
     return packaged
 
 
+# The dataclass behind each configs/<name>.yaml. Its field defaults are the only defaults: they are registered
+# as the hydra config `<name>_defaults`, which the YAML lists first and then overrides where it must.
+CONFIG_CLASSES = {
+    "train": "vla.train:TrainConfig",
+    "record": "vla.record:RecordConfig",
+    "eval": "vla.evaluate:EvalConfig",
+    "serve": "vla.runtime.server:ServeConfig",
+    "robot": "vla.runtime.run:RobotConfig",
+    "dataset": "vla.cli.dataset:DatasetConfig",
+}
+
+
+def config_class(name: str) -> type:
+    module, cls = CONFIG_CLASSES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def default_values(cls) -> dict:
+    """A config dataclass's defaults as plain YAML values (nested config dataclasses as mappings)."""
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(cls())
+
+
+# Keys that each option of a config group must set itself: every backbone YAML says where its weights are
+# (embedded.yaml: null; the pretrained ones: ???, so that a missing path is named). They start as ??? here,
+# since a ??? merged over a default would keep the default.
+SET_BY_GROUP = {"train": [("model", "backbone", "path")]}
+
+
 def compose_dict(name: str, overrides: list[str]) -> dict:
+    if name in CONFIG_CLASSES:
+        defaults = default_values(config_class(name))
+        for *parents, key in SET_BY_GROUP.get(name, []):
+            node = defaults
+            for parent in parents:
+                node = node[parent]
+            node[key] = "???"
+        ConfigStore.instance().store(name=f"{name}_defaults", node=defaults)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             cfg = compose(config_name=name, overrides=overrides)
@@ -52,8 +102,10 @@ def compose_dict(name: str, overrides: list[str]) -> dict:
         raise UsageError(f"configs/{name}.yaml: {message}") from None
 
 
-def load(name: str, cls, overrides: list[str] | None = None):
-    """Compose configs/<name>.yaml with `overrides` (hydra syntax: key=value, a.b=value, list=[x,y])."""
+def load(name: str, overrides: list[str] | None = None):
+    """configs/<name>.yaml's dataclass, composed with `overrides` (hydra syntax: key=value, a.b=value, list=[x,y];
+    default: the command line's)."""
+    cls = config_class(name)
     values = compose_dict(name, sys.argv[1:] if overrides is None else overrides)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)

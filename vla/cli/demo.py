@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from vla.cli.config import cli_main, compose_dict, load, print_usage, require_tasks, usage_requested
-from vla.evaluate import EvalConfig, evaluate_checkpoint
-from vla.record import RecordConfig, record
-from vla.train import TrainConfig, train
+from vla.evaluate import evaluate_checkpoint
+from vla.record import record
+from vla.train import train
 
 
 def _main() -> None:
@@ -23,11 +23,11 @@ def _main() -> None:
     if store.exists():
         print(f"reusing demonstrations in {store}")
     else:
-        record(load("record", RecordConfig, [f"tasks={tasks}", f"episodes={demo['episodes']}", f"out={store}"]))
+        record(load("record", [f"tasks={tasks}", f"episodes={demo['episodes']}", f"out={store}"]))
     t1 = time.perf_counter()
-    train(load("train", TrainConfig, [f"dataset={store}", f"out={out}", f"steps={demo['steps']}"]))
+    train(load("train", [f"dataset={store}", f"out={out}", f"steps={demo['steps']}"]))
     t2 = time.perf_counter()
-    evaluate_checkpoint(load("eval", EvalConfig, [
+    evaluate_checkpoint(load("eval", [
         f"checkpoint={out}", f"episodes={demo['eval_episodes']}", f"out={out / 'eval'}",
         f"max_episode_steps={demo['eval_max_episode_steps']}",
     ]))

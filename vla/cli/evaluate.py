@@ -4,13 +4,13 @@ Evaluates a checkpoint in MuJoCo on seeds disjoint from its training seeds; writ
 chart and one video per task."""
 
 from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
-from vla.evaluate import EvalConfig, evaluate_checkpoint
+from vla.evaluate import evaluate_checkpoint
 
 
 def _main() -> None:
     if usage_requested():
         return print_usage("eval", __doc__)
-    cfg = load("eval", EvalConfig)
+    cfg = load("eval")
     require_path(cfg.checkpoint, "checkpoint")
     require_tasks(cfg.tasks)
     evaluate_checkpoint(cfg)

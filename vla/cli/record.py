@@ -5,13 +5,13 @@ seeds) and appends them to the zarr episode store at `out` (created if missing; 
 be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (metaworld)."""
 
 from vla.cli.config import cli_main, load, print_usage, require_tasks, usage_requested
-from vla.record import RecordConfig, print_report, record
+from vla.record import print_report, record
 
 
 def _main() -> None:
     if usage_requested():
         return print_usage("record", __doc__)
-    cfg = load("record", RecordConfig)
+    cfg = load("record")
     require_tasks(cfg.tasks)
     print_report(record(cfg))
 

@@ -6,14 +6,14 @@ mock) at a fixed control rate, through the safety guard. Ctrl-C or SIGTERM stops
 import logging
 
 from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
-from vla.runtime.run import RobotConfig, run_robot
+from vla.runtime.run import run_robot
 
 
 def _main() -> None:
     if usage_requested():
         return print_usage("robot", __doc__)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    cfg = load("robot", RobotConfig)
+    cfg = load("robot")
     if not cfg.policy.startswith(("ws://", "wss://")):
         require_path(cfg.policy, "policy checkpoint")
     require_tasks(cfg.tasks)

@@ -6,14 +6,14 @@ import asyncio
 import logging
 
 from vla.cli.config import cli_main, load, print_usage, require_path, usage_requested
-from vla.runtime.server import PolicyServer, ServeConfig, checkpoint_id
+from vla.runtime.server import PolicyServer, checkpoint_id
 
 
 def _main() -> None:
     if usage_requested():
         return print_usage("serve", __doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = load("serve", ServeConfig)
+    cfg = load("serve")
     require_path(cfg.checkpoint, "checkpoint")
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
         logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)

@@ -3,13 +3,13 @@
 Trains the VLA on an episode store. Several processes: accelerate launch --num_processes N -m vla.cli.train ..."""
 
 from vla.cli.config import cli_main, load, print_usage, require_backbone, require_path, usage_requested
-from vla.train import TrainConfig, train
+from vla.train import train
 
 
 def _main() -> None:
     if usage_requested():
         return print_usage("train", __doc__)
-    cfg = load("train", TrainConfig)
+    cfg = load("train")
     require_path(cfg.dataset, "dataset")
     require_backbone(cfg.model.backbone)
     out = train(cfg)
