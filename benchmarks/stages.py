@@ -11,14 +11,19 @@ from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
 
 
 class Progress:
-    """DIR/progress.json: the seconds each finished stage took, over every sitting."""
+    """DIR/progress.json: the seconds each stage took, over every sitting. Recording and evaluation add their
+    finished parts; training takes the time its last checkpoint has counted, so a sitting killed midway
+    keeps the time up to its last checkpoint."""
 
     def __init__(self, out: Path):
         self.path = out / "progress.json"
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stage_s": {}}
 
     def add(self, stage: str, seconds: float) -> None:
-        self.data["stage_s"][stage] = self.data["stage_s"].get(stage, 0.0) + seconds
+        self.set(stage, self.data["stage_s"].get(stage, 0.0) + seconds)
+
+    def set(self, stage: str, seconds: float) -> None:
+        self.data["stage_s"][stage] = seconds
         self.path.write_text(json.dumps(self.data, indent=2))
 
     @property
@@ -43,17 +48,16 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
                 progress: Progress) -> Path:
     """One VLA on the store into out/train, resuming from its last checkpoint; -> the final checkpoint."""
     from vla.cli.config import load
-    from vla.train import latest_checkpoint, train
+    from vla.train import TRAINER_STATE_FILE, latest_checkpoint, train
 
     run = out / "train"
     last = latest_checkpoint(run)
     final = run / "checkpoints" / f"step_{steps:06d}"  # complete once it exists (renamed into place)
     if last != final:
-        t0 = time.perf_counter()
-        cfg = load("train", [f"dataset={store}", f"out={run}", f"steps={steps}",
-                                          f"save_every={save_every}", f"resume={last is not None}", *overrides])
+        cfg = load("train", [f"dataset={store}", f"out={run}", f"steps={steps}", f"save_every={save_every}",
+                            f"resume={last is not None}", *overrides])
         train(cfg)
-        progress.add("train", time.perf_counter() - t0)
+        progress.set("train", json.loads((final / TRAINER_STATE_FILE).read_text())["train_s"])
     return final
 
 

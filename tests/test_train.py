@@ -31,7 +31,9 @@ def test_train_two_steps_save_resume_gives_identical_state(tiny_store, tmp_path)
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume"
     state = json.loads((tmp_path / "resumed/checkpoints/step_000004/trainer_state.json").read_text())
+    first = json.loads((tmp_path / "resumed/checkpoints/step_000002/trainer_state.json").read_text())
     assert state["step"] == 4
+    assert state["train_s"] > first["train_s"] > 0  # counted over both sittings
     assert (tmp_path / "resumed/loss.png").stat().st_size > 0
     rows = [json.loads(r) for r in (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]

@@ -83,29 +83,32 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def save_checkpoint(out: Path, policy: VLAPolicy, optimizer, step: int) -> Path:
+def save_checkpoint(out: Path, policy: VLAPolicy, optimizer, step: int, train_s: float) -> Path:
     """out/checkpoints/step_N, written beside its place and renamed into it: a run killed while saving leaves
     no half-written checkpoint for `resume=true` to load (`latest_checkpoint` skips the hidden partial)."""
     final = out / "checkpoints" / f"step_{step:06d}"
     partial = final.with_name(f".{final.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     policy.save_pretrained(partial)
-    save_training_state(partial, optimizer, step)
+    save_training_state(partial, optimizer, step, train_s)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     return final
 
 
-def save_training_state(directory: Path, optimizer, step: int) -> None:
+def save_training_state(directory: Path, optimizer, step: int, train_s: float) -> None:
+    """train_s: wall seconds spent training up to this step, over every sitting (a sitting killed between two
+    checkpoints loses the time since the last one, as it loses those steps)."""
     state = optimizer.state_dict()
     tensors = {f"{i}.{name}": v.detach().cpu().contiguous()
                for i, s in state["state"].items() for name, v in s.items()}
     save_file(tensors, str(directory / OPTIMIZER_FILE))
-    meta = {"step": step, "param_groups": state["param_groups"]}
+    meta = {"step": step, "train_s": train_s, "param_groups": state["param_groups"]}
     (directory / TRAINER_STATE_FILE).write_text(json.dumps(meta, indent=2))
 
 
-def load_training_state(directory: Path, optimizer) -> int:
+def load_training_state(directory: Path, optimizer) -> tuple[int, float]:
+    """-> (step, train_s) of a checkpoint, restoring the optimizer's state."""
     for name in (OPTIMIZER_FILE, TRAINER_STATE_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory}: cannot resume, {name} is missing")
@@ -115,7 +118,7 @@ def load_training_state(directory: Path, optimizer) -> int:
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"])
+    return int(meta["step"]), float(meta.get("train_s", 0.0))  # checkpoints before train_s count from 0
 
 
 def training_meta(store, cfg: TrainConfig) -> dict:
@@ -128,6 +131,7 @@ def training_meta(store, cfg: TrainConfig) -> dict:
 
 
 def train(cfg: TrainConfig) -> Path:
+    sitting_start = time.perf_counter()
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision))
     out = Path(cfg.out)
     store = open_source(cfg.dataset)
@@ -155,7 +159,7 @@ def train(cfg: TrainConfig) -> Path:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95), fused=True,  # one kernel for all parameters (CPU and GPU alike)
     )
-    start = load_training_state(resume_from, optimizer) if resume_from else 0
+    start, earlier_s = load_training_state(resume_from, optimizer) if resume_from else (0, 0.0)
     # The schedule is not restored but rebuilt for this run's `steps` at the resume point: a resumed run
     # with a larger `steps` must follow the longer schedule (a restored one had already decayed to 0).
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps, last_epoch=start - 1)
@@ -203,7 +207,7 @@ def train(cfg: TrainConfig) -> Path:
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(out, policy, optimizer, step + 1)
+                save_checkpoint(out, policy, optimizer, step + 1, earlier_s + time.perf_counter() - sitting_start)
                 plot_loss_curve(metrics_path, out / "loss.png")
     bar.close()
     if accelerator.is_main_process:
