@@ -55,7 +55,10 @@ TRAIN_OVERRIDES = ["max_memory_gb=12"]
 
 def protocol_differences(args) -> list[str]:
     return [
-        f"images {args.image_size}x{args.image_size} (published: 480x480), same corner2 camera as lerobot",
+        (f"images {args.image_size}x{args.image_size} (published: 480x480), same corner2 camera as lerobot"
+         if args.cameras == ["corner2"] else
+         f"images {args.image_size}x{args.image_size} from cameras {', '.join(args.cameras)} (published: one "
+         "480x480 corner2 image)"),
         (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here "
          "(published: each paper's own demonstration set)"),
         f"{args.eval_episodes} evaluation episodes per task on seeds {EVAL_SEED}+ (published: 10)",
@@ -122,6 +125,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--max-episode-steps", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--cameras", nargs="+", default=["corner2"],
+                        help="Meta-World cameras, e.g. corner2 gripperPOV (a wrist camera beside the published one)")
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
     from vla.envs import resolve_tasks
@@ -138,7 +143,7 @@ def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
-    store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress)
+    store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress, args.cameras)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress)

@@ -31,13 +31,15 @@ class Progress:
         return float(sum(self.data["stage_s"].values()))
 
 
-def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progress: Progress) -> tuple[Path, dict]:
+def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progress: Progress,
+                 cameras: list[str] | None = None) -> tuple[Path, dict]:
     """`demos` successful expert demonstrations per task into out/demos.zarr; -> (store, record report), the
     report also saved as out/record_report.json."""
     from vla.record import RecordConfig, print_report, record
 
     store, t0 = out / "demos.zarr", time.perf_counter()
-    report = record(RecordConfig(tasks=tasks, episodes=demos, out=str(store), image_size=image_size))
+    report = record(RecordConfig(tasks=tasks, episodes=demos, out=str(store), image_size=image_size,
+                                 cameras=cameras))
     print_report(report)
     (out / "record_report.json").write_text(json.dumps(report, indent=2))
     progress.add("record", time.perf_counter() - t0)

@@ -9,6 +9,7 @@ CASES = [
     ("vla.cli.record", ["tasks=[mt11]"], "unknown task or task group 'mt11'"),
     ("vla.cli.record", ["episodes=0"], "episodes must be >= 1"),
     ("vla.cli.record", ["nope=1"], "Could not override 'nope'"),
+    ("vla.cli.record", ["cameras=[corner2,wrist]"], "metaworld renders cameras ['corner2', 'gripperPOV'"),
     ("vla.cli.train", ["dataset=/no/such/store.zarr"], "dataset /no/such/store.zarr does not exist"),
     ("vla.cli.train", ["model.backbone.path=/no/model", "dataset=."], "backbone path /no/model has no config.json"),
     ("vla.cli.train", ["backbone@model.backbone=qwen2_5_vl", "dataset=."], "Missing mandatory value: path"),

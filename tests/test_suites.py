@@ -35,11 +35,31 @@ def test_env_builds_from_a_policy_schema_and_refuses_one_it_cannot_produce():
     limits = suite.limits(env)
     assert limits.hold.tolist() == [False, False, False, True] and np.all(limits.low < limits.high)
     env.close()
-    two_cameras = Schema(observation={**schema.observation, IMAGE_PREFIX + "wrist": Feature(
+    unknown_camera = Schema(observation={**schema.observation, IMAGE_PREFIX + "wrist": Feature(
         IMAGE_PREFIX + "wrist", (32, 32, 3), "uint8")}, action=schema.action, fps=schema.fps)
-    with pytest.raises(ValueError, match="one camera"):
-        make_env("reach-v3", two_cameras)
+    with pytest.raises(ValueError, match=r"Meta-World renders cameras \['corner2', .*asks for \['corner2', 'wrist'\]"):
+        make_env("reach-v3", unknown_camera)
     assert make_env("reach-v3", image_size=32).max_episode_steps == suite.max_episode_steps == 500
+
+
+def test_metaworld_renders_a_wrist_camera_beside_corner2_and_records_both(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record
+
+    suite = get_suite("metaworld")
+    schema = suite.default_schema(32, ("corner2", "gripperPOV"))
+    env = make_env("reach-v3", schema, max_episode_steps=3)
+    obs, _ = env.reset(seed=0)
+    schema.validate_observation(obs)
+    wrist, corner = obs[IMAGE_PREFIX + "gripperPOV"], obs[IMAGE_PREFIX + "corner2"]
+    assert wrist.std() > 0 and not np.array_equal(wrist, corner)  # a real, different view
+    env.close()
+    with pytest.raises(ValueError, match="metaworld renders cameras .* asked for \\['scene'\\]"):
+        suite.default_schema(32, ("scene",))
+    record(RecordConfig(tasks=["reach-v3"], episodes=1, out=str(tmp_path / "d.zarr"), image_size=32,
+                        cameras=["corner2", "gripperPOV"]))
+    assert EpisodeStore.open(tmp_path / "d.zarr").schema.image_keys == [IMAGE_PREFIX + "corner2",
+                                                                         IMAGE_PREFIX + "gripperPOV"]
 
 
 def test_recording_reports_each_experts_success_and_every_shortfall(tmp_path):

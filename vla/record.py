@@ -29,6 +29,7 @@ class RecordConfig:
     max_attempts: int | None = None  # seeds tried per task at most; None: 2 x episodes + 10
     out: str = "data/demos.zarr"
     image_size: int = 96
+    cameras: list[str] | None = None  # None: each suite's default (Meta-World: corner2; tabletop: scene, wrist)
     max_episode_steps: int | None = None  # None: the suite's own limit (Meta-World: 500)
     seed: int = 0  # attempt i of a task uses seed `seed + i`
     # DART (Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of this std, and the
@@ -105,7 +106,7 @@ def record(cfg: RecordConfig) -> dict:
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="recording", unit="demo")
     for task in tasks:
         suite = suite_of(task)
-        env = suite.make_env(task, suite.default_schema(cfg.image_size), cfg.max_episode_steps)
+        env = suite.make_env(task, suite.default_schema(cfg.image_size, cfg.cameras), cfg.max_episode_steps)
         if store is None:
             store = open_store(out, env.schema)
             progress = stored_progress(store, cfg.seed)

@@ -169,6 +169,17 @@ def require_tasks(names: list[str] | None) -> None:
         raise UsageError(e.args[0]) from None
 
 
+def require_cameras(tasks: list[str], cameras: list[str] | None) -> None:
+    """Every suite of `tasks` renders each of `cameras` (checked before recording starts)."""
+    from vla.envs import resolve_tasks, suite_of
+
+    for suite in {suite_of(t) for t in resolve_tasks(list(tasks))}:
+        try:
+            suite.check_cameras(cameras)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
 def usage_requested() -> bool:
     return any(a in ("-h", "--help") for a in sys.argv[1:])
 

@@ -2,9 +2,11 @@
 
 Runs each task's scripted expert until it has `episodes` successful demonstrations (at most `max_attempts`
 seeds) and appends them to the zarr episode store at `out` (created if missing; a re-run resumes). Tasks may
-be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (metaworld)."""
+be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (metaworld). `cameras` picks
+the cameras (Meta-World: any of corner2, gripperPOV, behindGripper, topview, corner, corner3; default corner2).
+"""
 
-from vla.cli.config import cli_main, load, print_usage, require_tasks, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_cameras, require_tasks, usage_requested
 from vla.record import print_report, record
 
 
@@ -13,6 +15,7 @@ def _main() -> None:
         return print_usage("record", __doc__)
     cfg = load("record")
     require_tasks(cfg.tasks)
+    require_cameras(cfg.tasks, cfg.cameras)
     print_report(record(cfg))
 
 

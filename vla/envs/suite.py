@@ -30,6 +30,8 @@ class ActionLimits:
 class Suite(ABC):
     name: str  # also the episode store's source tag: "sim:<name>"
     max_episode_steps: int  # the suite's own episode limit, used when a caller gives none
+    cameras: tuple[str, ...]  # every camera an env of the suite can render
+    default_cameras: tuple[str, ...]  # those its default schema has
 
     @abstractmethod
     def tasks(self) -> list[str]:
@@ -40,8 +42,18 @@ class Suite(ABC):
         """Named task lists (benchmark splits, difficulty groups): usable wherever a task list is."""
 
     @abstractmethod
-    def default_schema(self, image_size: int = 96) -> Schema:
-        """The observation/action schema an env of this suite produces by default (cameras, sizes)."""
+    def default_schema(self, image_size: int = 96, cameras: tuple[str, ...] | None = None) -> Schema:
+        """The observation/action schema an env of this suite produces at `image_size` with `cameras`
+        (default: `default_cameras`)."""
+
+    def check_cameras(self, cameras: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+        """`cameras` (None: the default ones), each known to the suite; raises naming the unknown."""
+        if cameras is None:
+            return self.default_cameras
+        unknown = [c for c in cameras if c not in self.cameras]
+        if not cameras or unknown:
+            raise ValueError(f"{self.name} renders cameras {list(self.cameras)}; asked for {list(cameras)}")
+        return tuple(cameras)
 
     @abstractmethod
     def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> gym.Env:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from vla.envs.metaworld.env import MetaWorldEnv, metaworld_schema, schema_camera
+from vla.envs.metaworld.env import CAMERAS, MetaWorldEnv, metaworld_schema, schema_cameras
 from vla.envs.metaworld.expert import MetaWorldExpert
 from vla.envs.suite import ActionLimits, Suite, displacement_limits
 from vla.schema import Schema
-
-DEFAULT_CAMERA = "corner2"
 
 
 @functools.cache
@@ -26,6 +24,8 @@ class MetaWorldSuite(Suite):
     name = "metaworld"
     max_episode_steps = 500  # Meta-World's own limit (max_path_length)
     difficulty_groups = ("easy", "medium", "hard", "very_hard")
+    cameras = CAMERAS
+    default_cameras = ("corner2",)  # the published MT50 rows' and lerobot's camera
 
     def tasks(self) -> list[str]:
         from vla.envs.metaworld.env import task_names
@@ -35,12 +35,12 @@ class MetaWorldSuite(Suite):
     def groups(self) -> dict[str, list[str]]:
         return _groups()
 
-    def default_schema(self, image_size: int = 96) -> Schema:
-        return metaworld_schema(image_size, DEFAULT_CAMERA)
+    def default_schema(self, image_size: int = 96, cameras: tuple[str, ...] | None = None) -> Schema:
+        return metaworld_schema(image_size, self.check_cameras(cameras))
 
     def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> MetaWorldEnv:
-        image_size, camera = schema_camera(schema or self.default_schema())
-        return MetaWorldEnv(task, image_size=image_size, camera=camera,
+        image_size, cameras = schema_cameras(schema or self.default_schema())
+        return MetaWorldEnv(task, image_size=image_size, cameras=cameras,
                             max_episode_steps=max_episode_steps or self.max_episode_steps)
 
     def make_expert(self, env: MetaWorldEnv) -> MetaWorldExpert:

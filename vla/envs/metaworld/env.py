@@ -1,6 +1,6 @@
 """Meta-World v3 tasks as gymnasium envs that speak the vla schema.
 
-Observations: one camera image rendered at the model's resolution, proprioception (end-effector xyz and
+Observations: the images of one or more cameras rendered at the model's resolution, proprioception (end-effector xyz and
 gripper opening, as lerobot's `agent_pos`), and the instruction. The simulator's object and goal poses stay
 inside: only the scripted expert may read them, through `privileged_observation()`.
 """
@@ -46,26 +46,33 @@ def _task_spec(task: str):
     return metaworld.MT1(task, seed=42).train_tasks[0]
 
 
-def metaworld_schema(image_size: int, camera: str) -> Schema:
+# The cameras of Meta-World's Sawyer scene. corner2 is the one lerobot and the published MT50 rows use; from it
+# alone a goal site's depth along the camera ray is not in the image (reach and pick-place draw goal heights from
+# 5 to 30 cm). gripperPOV rides on the hand (a wrist camera); behindGripper follows the hand from 0.5 m behind
+# and above it; topview, corner and corner3 are fixed.
+CAMERAS = ("corner2", "gripperPOV", "behindGripper", "topview", "corner", "corner3")
+
+
+def metaworld_schema(image_size: int, cameras: str | tuple[str, ...] = "corner2") -> Schema:
+    cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras)
+    images = {IMAGE_PREFIX + c: Feature(IMAGE_PREFIX + c, (image_size, image_size, 3), "uint8") for c in cameras}
     return Schema(
-        observation={
-            IMAGE_PREFIX + camera: Feature(IMAGE_PREFIX + camera, (image_size, image_size, 3), "uint8"),
-            STATE_KEY: Feature(STATE_KEY, (4,), "float32", STATE_NAMES),
-        },
+        observation={**images, STATE_KEY: Feature(STATE_KEY, (4,), "float32", STATE_NAMES)},
         action=Feature(ACTION_KEY, (4,), "float32", ACTION_NAMES),
         fps=CONTROL_HZ,
     )
 
 
-def schema_camera(schema: Schema) -> tuple[int, str]:
-    """(image_size, camera) of a schema that a Meta-World env can produce (the inverse of `metaworld_schema`);
+def schema_cameras(schema: Schema) -> tuple[int, tuple[str, ...]]:
+    """(image_size, cameras) of a schema that a Meta-World env can produce (the inverse of `metaworld_schema`);
     raises naming what does not fit."""
-    if len(schema.image_keys) != 1:
-        raise ValueError(f"Meta-World renders one camera; the schema has {schema.image_keys}")
-    key = schema.image_keys[0]
-    image_size, camera = schema.observation[key].shape[0], key.removeprefix(IMAGE_PREFIX)
-    schema.require_compatible(metaworld_schema(image_size, camera), "the Meta-World env")
-    return image_size, camera
+    cameras = tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys)
+    unknown = [c for c in cameras if c not in CAMERAS]
+    if not cameras or unknown:
+        raise ValueError(f"Meta-World renders cameras {list(CAMERAS)}; the schema asks for {list(cameras)}")
+    image_size = schema.observation[schema.image_keys[0]].shape[0]
+    schema.require_compatible(metaworld_schema(image_size, cameras), "the Meta-World env")
+    return image_size, cameras
 
 
 class MetaWorldEnv(gym.Env):
@@ -77,7 +84,7 @@ class MetaWorldEnv(gym.Env):
         self,
         task: str,
         image_size: int = 96,
-        camera: str = "corner2",
+        cameras: str | tuple[str, ...] = "corner2",
         max_episode_steps: int = 500,
         fast_render: bool = True,
     ):
@@ -86,27 +93,27 @@ class MetaWorldEnv(gym.Env):
             raise KeyError(f"unknown Meta-World task {task!r}; known: {sorted(envs)}")
         self.task = task
         self.instruction = descriptions[task]
-        self.camera = camera
-        self.image_key = IMAGE_PREFIX + camera
+        self.schema = metaworld_schema(image_size, cameras)
+        _, self.cameras = schema_cameras(self.schema)
+        self.image_key = self.schema.image_keys[0]  # what render() shows
         self.max_episode_steps = max_episode_steps
-        self.schema = metaworld_schema(image_size, camera)
 
         env = envs[task]()
         env.set_task(_task_spec(task))
         env._freeze_rand_vec = False  # sample a new variation at each reset ...
         env.seeded_rand_vec = True  # ... from env.np_random, so the reset seed decides it
         env.max_path_length = max_episode_steps
-        if camera == "corner2":
-            # The camera position lerobot uses for Meta-World, so our frames match its datasets.
-            env.model.cam_pos[env.model.camera("corner2").id] = [0.75, 0.075, 0.7]
+        # The corner2 position lerobot uses for Meta-World, so our frames match its datasets.
+        env.model.cam_pos[env.model.camera("corner2").id] = [0.75, 0.075, 0.7]
         self._env = env
-        self._renderer = FastRenderer(env.model, image_size, image_size, camera, fast=fast_render)
+        self._renderers = {c: FastRenderer(env.model, image_size, image_size, c, fast=fast_render)
+                           for c in self.cameras}
         self._raw_obs: np.ndarray | None = None
         self._steps = 0
 
         self.observation_space = gym.spaces.Dict(
             {
-                self.image_key: gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                **{key: gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8) for key in self.schema.image_keys},
                 STATE_KEY: gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
                 TASK_KEY: gym.spaces.Text(max_length=256),
             }
@@ -114,11 +121,13 @@ class MetaWorldEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 
     def _observation(self) -> dict[str, Any]:
-        image = self._renderer.render(self._env.data)
-        if self.camera == "corner2":
-            image = np.ascontiguousarray(image[::-1, ::-1])  # this camera renders upside down
-        state = self._raw_obs[:4].astype(np.float32)
-        return {self.image_key: image, STATE_KEY: state, TASK_KEY: self.instruction}
+        obs: dict[str, Any] = {}
+        for camera, renderer in self._renderers.items():
+            image = renderer.render(self._env.data)
+            if camera == "corner2":
+                image = np.ascontiguousarray(image[::-1, ::-1])  # this camera renders upside down
+            obs[IMAGE_PREFIX + camera] = image
+        return {**obs, STATE_KEY: self._raw_obs[:4].astype(np.float32), TASK_KEY: self.instruction}
 
     def privileged_observation(self) -> np.ndarray:
         """The full 39-d Meta-World state (object and goal poses). For scripted experts only."""
@@ -148,7 +157,8 @@ class MetaWorldEnv(gym.Env):
         return self._observation()[self.image_key]
 
     def close(self) -> None:
-        self._renderer.close()
+        for renderer in self._renderers.values():
+            renderer.close()
         self._env.close()
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 import itertools
 
 from vla.envs.suite import Suite, displacement_limits
-from vla.envs.tabletop.env import VARIANTS, TabletopEnv, parse_task, schema_cameras, tabletop_schema, task_names
+from vla.envs.tabletop.env import (
+    CAMERAS,
+    VARIANTS,
+    TabletopEnv,
+    parse_task,
+    schema_cameras,
+    tabletop_schema,
+    task_names,
+)
 from vla.envs.tabletop.expert import TabletopExpert
 from vla.envs.tabletop.language import DIRECTIONS, SKILLS, TEMPLATES, Goal, target_pairs, templates
 from vla.envs.tabletop.scene import COLORS, N_OBJECTS
@@ -17,6 +25,7 @@ class TabletopSuite(Suite):
     name = "tabletop"
     max_episode_steps = 200  # the slowest expert (place) needs at most ~130 steps
     chance = 1 / N_OBJECTS  # a policy that ignores the instruction picks the target once in N_OBJECTS
+    cameras = default_cameras = CAMERAS  # a fixed scene camera and a wrist camera
 
     def tasks(self) -> list[str]:
         return task_names()
@@ -26,8 +35,8 @@ class TabletopSuite(Suite):
         return {"tabletop": seen, "tabletop-seen": seen,
                 **{f"tabletop-{v}": [f"tabletop-{s}-{v}" for s in SKILLS] for v in VARIANTS}}
 
-    def default_schema(self, image_size: int = 96) -> Schema:
-        return tabletop_schema(image_size)
+    def default_schema(self, image_size: int = 96, cameras: tuple[str, ...] | None = None) -> Schema:
+        return tabletop_schema(image_size, self.check_cameras(cameras))
 
     def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> TabletopEnv:
         image_size, cameras = schema_cameras(schema or self.default_schema())
