@@ -28,7 +28,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
-from stages import EVAL_SEED, Progress, evaluate_stage, record_stage, train_stage
+from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_stage, train_stage
 
 from vla.envs.metaworld import MetaWorldSuite
 
@@ -150,6 +150,7 @@ def main() -> None:
     results = summarize(args, per_task, progress)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "groups.png")
+    plot_cameras(args.out / "cameras.png", args.tasks, args.image_size, args.cameras)
     print_tables(results)
 
 

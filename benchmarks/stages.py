@@ -85,3 +85,26 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
             print(f"{task}: {r['tasks'][task]['success_rate']:.0%}", flush=True)
         results[task] = json.loads(path.read_text())
     return results
+
+
+def plot_cameras(path: Path, tasks: list[str], image_size: int, cameras: list[str] | None = None) -> None:
+    """What the policy sees at the start of the first evaluation episode of each task (at most 5): one row per
+    camera at the training resolution, with the instruction it is given."""
+    from vla.envs import make_env, suite_of
+    from vla.plots import plt
+
+    tasks = tasks[:5]
+    envs = [make_env(t, suite_of(t).default_schema(image_size, cameras)) for t in tasks]
+    keys = envs[0].schema.image_keys
+    fig, axes = plt.subplots(len(keys), len(tasks), figsize=(3 * len(tasks), 3.2 * len(keys)), squeeze=False)
+    for col, env in enumerate(envs):
+        obs, _ = env.reset(seed=EVAL_SEED)
+        for row, key in enumerate(keys):
+            camera = key.rsplit(".", 1)[-1]
+            axes[row, col].imshow(obs[key])
+            axes[row, col].set_axis_off()
+            axes[row, col].set_title(f"{camera}: \"{env.instruction}\"" if row == 0 else camera, fontsize=8)
+        env.close()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
-from stages import EVAL_SEED, Progress, evaluate_stage, record_stage, train_stage
+from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_stage, train_stage
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import parse_task
@@ -95,26 +95,6 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_cameras(path: Path, image_size: int, seed: int = 0) -> None:
-    """What the policy sees at the start of an episode of each skill: the scene camera and the wrist camera at
-    the training resolution, with the instruction it is given."""
-    from vla.envs import make_env
-    from vla.plots import plt
-
-    fig, axes = plt.subplots(2, len(SKILLS), figsize=(3 * len(SKILLS), 6.4))
-    for col, skill in enumerate(SKILLS):
-        env = make_env(f"tabletop-{skill}", image_size=image_size)
-        obs, _ = env.reset(seed=EVAL_SEED + seed)
-        for row, camera in enumerate(("scene", "wrist")):
-            axes[row, col].imshow(obs[f"observation.images.{camera}"])
-            axes[row, col].set_axis_off()
-            axes[row, col].set_title(f"{camera}: \"{env.instruction}\"" if row == 0 else camera, fontsize=8)
-        env.close()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -140,7 +120,7 @@ def main() -> None:
     results = summarize(args, report, per_task, progress)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")
-    plot_cameras(args.out / "cameras.png", args.image_size)
+    plot_cameras(args.out / "cameras.png", [f"tabletop-{skill}" for skill in SKILLS], args.image_size)
     print_tables(results)
 
 

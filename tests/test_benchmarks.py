@@ -46,7 +46,7 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
     for r in results["tasks"].values():
         assert r["episodes"] == 2 and r["group"] == "easy" and 0.0 <= r["success_rate"] <= 1.0
     assert results["groups"].keys() == {"easy"} and results["wall_s"] > 0
-    assert (out / "groups.png").stat().st_size > 0
+    assert (out / "groups.png").stat().st_size > 0 and (out / "cameras.png").stat().st_size > 0
 
 
 def test_backbones_benchmark_writes_the_issue_format(tmp_path):
