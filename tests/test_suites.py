@@ -37,7 +37,7 @@ def test_env_builds_from_a_policy_schema_and_refuses_one_it_cannot_produce():
     env.close()
     unknown_camera = Schema(observation={**schema.observation, IMAGE_PREFIX + "wrist": Feature(
         IMAGE_PREFIX + "wrist", (32, 32, 3), "uint8")}, action=schema.action, fps=schema.fps)
-    with pytest.raises(ValueError, match=r"Meta-World renders cameras \['corner2', .*asks for \['corner2', 'wrist'\]"):
+    with pytest.raises(ValueError, match=r"Meta-World env renders cameras \['corner2', .*asks for \['corner2', 'wrist'\]"):
         make_env("reach-v3", unknown_camera)
     assert make_env("reach-v3", image_size=32).max_episode_steps == suite.max_episode_steps == 500
 

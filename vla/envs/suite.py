@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from vla.schema import Schema
+from vla.schema import IMAGE_PREFIX, Schema
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,15 @@ def displacement_limits(space) -> ActionLimits:
     hold = np.zeros(space.shape, bool)
     hold[-1] = True
     return ActionLimits(low=space.low, high=space.high, hold=hold, rest=np.zeros(space.shape))
+
+
+def cameras_of(schema: Schema, known: tuple[str, ...], build, env: str) -> tuple[int, tuple[str, ...]]:
+    """(image_size, cameras) of a schema that an env rendering `known` cameras can produce, `build(image_size,
+    cameras)` being that env's schema; raises naming what does not fit."""
+    cameras = tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys)
+    unknown = [c for c in cameras if c not in known]
+    if not cameras or unknown:
+        raise ValueError(f"{env} renders cameras {list(known)}; the schema asks for {list(cameras)}")
+    image_size = schema.observation[schema.image_keys[0]].shape[0]
+    schema.require_compatible(build(image_size, cameras), env)
+    return image_size, cameras

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla.envs.render import FastRenderer
-from vla.envs.suite import checked_action
+from vla.envs.suite import cameras_of, checked_action
 from vla.schema import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, TASK_KEY, Feature, Schema
 
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper")
@@ -64,15 +64,8 @@ def metaworld_schema(image_size: int, cameras: str | tuple[str, ...] = "corner2"
 
 
 def schema_cameras(schema: Schema) -> tuple[int, tuple[str, ...]]:
-    """(image_size, cameras) of a schema that a Meta-World env can produce (the inverse of `metaworld_schema`);
-    raises naming what does not fit."""
-    cameras = tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys)
-    unknown = [c for c in cameras if c not in CAMERAS]
-    if not cameras or unknown:
-        raise ValueError(f"Meta-World renders cameras {list(CAMERAS)}; the schema asks for {list(cameras)}")
-    image_size = schema.observation[schema.image_keys[0]].shape[0]
-    schema.require_compatible(metaworld_schema(image_size, cameras), "the Meta-World env")
-    return image_size, cameras
+    """(image_size, cameras) of a schema the Meta-World env can produce; raises naming what does not fit."""
+    return cameras_of(schema, CAMERAS, metaworld_schema, "the Meta-World env")
 
 
 class MetaWorldEnv(gym.Env):

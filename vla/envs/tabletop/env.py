@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from vla.envs.render import FastRenderer
-from vla.envs.suite import checked_action
+from vla.envs.suite import cameras_of, checked_action
 from vla.envs.tabletop.language import DIRECTIONS, SKILLS, Goal, draw_goal, scene_objects, seen_pairs, target_pairs
 from vla.envs.tabletop.scene import (
     COLORS,
@@ -74,14 +74,8 @@ def tabletop_schema(image_size: int, cameras: tuple[str, ...] = CAMERAS) -> Sche
 
 
 def schema_cameras(schema: Schema) -> tuple[int, tuple[str, ...]]:
-    """(image_size, cameras) of a schema a tabletop env can produce; raises naming what does not fit."""
-    cameras = tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys)
-    unknown = [c for c in cameras if c not in CAMERAS]
-    if not cameras or unknown:
-        raise ValueError(f"the tabletop env renders cameras {CAMERAS}; the schema asks for {list(cameras)}")
-    image_size = schema.observation[schema.image_keys[0]].shape[0]
-    schema.require_compatible(tabletop_schema(image_size, cameras), "the tabletop env")
-    return image_size, cameras
+    """(image_size, cameras) of a schema the tabletop env can produce; raises naming what does not fit."""
+    return cameras_of(schema, CAMERAS, tabletop_schema, "the tabletop env")
 
 
 def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
