@@ -37,6 +37,20 @@ def test_append_iterate_and_reopen_read_only(tmp_path):
         ro.add_episode(eps[0], task="x", seed=0, success=True)
 
 
+def test_two_env_tasks_that_share_an_instruction_stay_apart(tmp_path):
+    """Meta-World's push-v3 and push-back-v3 share "Push the puck to a goal": a resumed recording and the
+    training metadata must still count each task's own episodes."""
+    from vla.record import stored_progress
+
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    for i, env_task in enumerate(["push-v3", "push-v3", "push-back-v3"]):
+        store.add_episode(episode(3, i), task="Push the puck to a goal", seed=i, success=True, env_task=env_task)
+    assert store.episode_env_tasks() == ["push-v3", "push-v3", "push-back-v3"]
+    assert stored_progress(store, 0) == {"push-v3": (2, 2), "push-back-v3": (1, 3)}
+    store = store.drop_episodes([0])
+    assert store.episode_env_tasks() == ["push-v3", "push-back-v3"]
+
+
 def test_uncommitted_tail_is_invisible_and_repair_trims_it(tmp_path):
     store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
     store.add_episode(episode(4), task="a", seed=0, success=True)

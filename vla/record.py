@@ -80,11 +80,10 @@ def run_episode(env, policy, seed: int, action_noise: float = 0.0) -> tuple[dict
 
 def stored_progress(store: EpisodeStore, seed: int) -> dict[str, tuple[int, int]]:
     """env task -> (successful episodes stored, next seed to try) for a store being resumed."""
-    env_tasks = store.env_tasks
     progress: dict[str, tuple[int, int]] = {}
-    for instruction, episode_seed in zip(store.episode_tasks(), store.episode_meta("episode_seed").tolist(),
-                                         strict=True):
-        task = env_tasks.get(instruction, instruction)
+    for env_task, instruction, episode_seed in zip(store.episode_env_tasks(), store.episode_tasks(),
+                                                   store.episode_meta("episode_seed").tolist(), strict=True):
+        task = env_task or instruction
         kept, next_seed = progress.get(task, (0, seed))
         progress[task] = (kept + 1, max(next_seed, episode_seed + 1))
     return progress

@@ -123,9 +123,9 @@ def load_training_state(directory: Path, optimizer) -> tuple[int, float]:
 
 def training_meta(store, cfg: TrainConfig) -> dict:
     seeds: dict[str, list[int]] = {}
-    env_tasks = store.env_tasks
-    for task, seed in zip(store.episode_tasks(), store.episode_meta("episode_seed").tolist(), strict=True):
-        seeds.setdefault(env_tasks.get(task, task), []).append(seed)
+    for env_task, task, seed in zip(store.episode_env_tasks(), store.episode_tasks(),
+                                    store.episode_meta("episode_seed").tolist(), strict=True):
+        seeds.setdefault(env_task or task, []).append(seed)
     return {"dataset": str(store.path), "env_tasks": sorted(seeds), "train_seeds": seeds,
             "episodes": store.num_episodes, "frames": store.num_frames, "train_config": asdict(cfg)}
 

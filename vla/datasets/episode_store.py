@@ -31,8 +31,10 @@ from vla.schema import TASK_KEY, Schema, SchemaError
 
 FORMAT = "vla.episode_store/1"
 META_KEYS = {"episode_task_index": "int32", "episode_seed": "int64", "episode_success": "bool",
-             "episode_source_index": "int32", "episode_goal_index": "int32"}
-ADDED_META = {"episode_goal_index": -1}  # meta arrays newer than format 1; opening an older store adds them
+             "episode_source_index": "int32", "episode_goal_index": "int32", "episode_env_task_index": "int32"}
+# Meta arrays newer than format 1; opening an older store adds them. -1: none (an older store's env task comes
+# from its instruction -> env task map, which cannot tell apart two tasks that share an instruction).
+ADDED_META = {"episode_goal_index": -1, "episode_env_task_index": -1}
 IMAGE_CHUNK_FRAMES = 64
 LOWDIM_CHUNK_FRAMES = 4096
 
@@ -81,7 +83,7 @@ class EpisodeStore:
         for key, dtype in {**META_KEYS, "episode_ends": "int64"}.items():
             meta.create_array(key, shape=(0,), chunks=(LOWDIM_CHUNK_FRAMES,), dtype=dtype)
         root.attrs.update({"format": FORMAT, "schema": schema.to_json(), "fps": schema.fps, "tasks": [],
-                           "sources": [], "env_tasks": {}, "goals": []})
+                           "sources": [], "env_tasks": {}, "env_task_names": [], "goals": []})
         path.parent.mkdir(parents=True, exist_ok=True)
         os.rename(building, path)
         return cls.open(path, "a")
@@ -142,6 +144,16 @@ class EpisodeStore:
         table = self.tasks
         return [table[i] for i in self.episode_meta("episode_task_index")]
 
+    @property
+    def env_task_names(self) -> list[str]:
+        return list(self._root.attrs.get("env_task_names", []))
+
+    def episode_env_tasks(self) -> list[str | None]:
+        """The simulator task of each episode (None for one not recorded in simulation)."""
+        names, by_instruction = self.env_task_names, self.env_tasks
+        return [names[i] if i >= 0 else by_instruction.get(task)
+                for i, task in zip(self.episode_meta("episode_env_task_index"), self.episode_tasks(), strict=True)]
+
     def episode_bounds(self, index: int) -> tuple[int, int]:
         ends = self.episode_ends
         if not 0 <= index < len(ends):
@@ -156,6 +168,7 @@ class EpisodeStore:
         ep["success"] = bool(self._root["meta/episode_success"][index])
         ep["source"] = self.sources[int(self._root["meta/episode_source_index"][index])]
         ep["goal"] = self.episode_goals()[index]
+        ep["env_task"] = self.episode_env_tasks()[index]
         return ep
 
     def iter_episodes(self) -> Iterator[dict]:
@@ -188,8 +201,9 @@ class EpisodeStore:
             arr = self.array(key)
             arr.resize((start + length, *arr.shape[1:]))
             arr[start : start + length] = episode[key]
-        tasks, sources, goals = self.tasks, self.sources, self.goals
-        for table, value, name in ((tasks, task, "tasks"), (sources, source, "sources"), (goals, goal, "goals")):
+        tasks, sources, goals, env_task_names = self.tasks, self.sources, self.goals, self.env_task_names
+        for table, value, name in ((tasks, task, "tasks"), (sources, source, "sources"), (goals, goal, "goals"),
+                                   (env_task_names, env_task, "env_task_names")):
             if value is not None and value not in table:
                 table.append(value)
                 self._root.attrs[name] = table
@@ -198,7 +212,8 @@ class EpisodeStore:
         index = self.num_episodes
         for key, value in [("episode_task_index", tasks.index(task)), ("episode_seed", seed),
                            ("episode_success", success), ("episode_source_index", sources.index(source)),
-                           ("episode_goal_index", goals.index(goal) if goal is not None else -1)]:
+                           ("episode_goal_index", goals.index(goal) if goal is not None else -1),
+                           ("episode_env_task_index", env_task_names.index(env_task) if env_task is not None else -1)]:
             self._append_meta(key, index, value)
         self._append_meta("episode_ends", index, start + length)  # the commit
         return index
@@ -307,12 +322,12 @@ class EpisodeStore:
         new_path, old_path = self.path.with_name(self.path.name + ".new"), self.path.with_name(self.path.name + ".old")
         shutil.rmtree(new_path, ignore_errors=True)
         new = EpisodeStore.create(new_path, self.schema)
-        drop, env_tasks = set(indices), self.env_tasks
+        drop = set(indices)
         for i in range(self.num_episodes):
             if i not in drop:
                 ep = self.episode(i)
                 new.add_episode({k: ep[k] for k in self.keys}, ep[TASK_KEY], ep["seed"], ep["success"],
-                                env_tasks.get(ep[TASK_KEY]), ep["source"], ep["goal"])
+                                ep["env_task"], ep["source"], ep["goal"])
         os.replace(self.path, old_path)
         os.replace(new_path, self.path)
         shutil.rmtree(old_path)

@@ -59,7 +59,7 @@ def export_lerobot(src: str | Path, dst: str | Path, repo_id: str | None = None)
             for t in range(len(episode[ACTION_KEY])):
                 dataset.add_frame({**{k: episode[k][t] for k in store.keys}, TASK_KEY: episode[TASK_KEY]})
             dataset.save_episode()
-            side["episodes"].append({k: episode[k] for k in ("seed", "success", "source", "goal")})
+            side["episodes"].append({k: episode[k] for k in ("seed", "success", "source", "goal", "env_task")})
     finally:
         dataset.finalize()
     (dst / SIDE_FILE).write_text(json.dumps(side, indent=1))
@@ -125,6 +125,14 @@ class LeRobotSource:
             default = {"seed": -1, "success": True, "source": f"lerobot:{self.path.name}"}[field]
             return np.array([default] * self.num_episodes)
         return np.array([recorded[int(e)][field] for e in self._episode_index])
+
+    def episode_env_tasks(self) -> list[str | None]:
+        """The simulator task the side file recorded for each episode; older side files: by instruction."""
+        recorded, by_instruction = self.side["episodes"], self.env_tasks
+        if recorded is None:
+            return [by_instruction.get(t) for t in self.episode_tasks()]
+        return [recorded[int(e)].get("env_task", by_instruction.get(t))
+                for e, t in zip(self._episode_index, self.episode_tasks(), strict=True)]
 
     def episode_goals(self) -> list[dict | None]:
         """The structured goal the side file recorded for each episode (None where it has none)."""
@@ -214,12 +222,12 @@ def import_lerobot(src: str | Path, dst: str | Path) -> EpisodeStore:
     source = LeRobotSource(src)
     store = EpisodeStore.create(dst, source.schema)
     seeds, successes = source.episode_meta("episode_seed"), source.episode_meta("episode_success")
-    sources, goals = source.episode_meta("episode_source"), source.episode_goals()
+    sources, goals, env_tasks = source.episode_meta("episode_source"), source.episode_goals(), source.episode_env_tasks()
     starts = np.concatenate([[0], source.episode_ends[:-1]])
     for i in tqdm(range(source.num_episodes), desc="import", unit="ep"):
         frames = np.arange(starts[i], source.episode_ends[i])
         episode = {key: source.array(key)[frames] for key in source.keys}
         task = source.episode_tasks()[i]
         store.add_episode(episode, task=task, seed=int(seeds[i]), success=bool(successes[i]),
-                          env_task=source.env_tasks.get(task), source=str(sources[i]), goal=goals[i])
+                          env_task=env_tasks[i], source=str(sources[i]), goal=goals[i])
     return store
