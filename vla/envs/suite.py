@@ -50,10 +50,7 @@ class Suite(ABC):
         """`cameras` (None: the default ones), each known to the suite; raises naming the unknown."""
         if cameras is None:
             return self.default_cameras
-        unknown = [c for c in cameras if c not in self.cameras]
-        if not cameras or unknown:
-            raise ValueError(f"{self.name} renders cameras {list(self.cameras)}; asked for {list(cameras)}")
-        return tuple(cameras)
+        return require_known_cameras(tuple(cameras), self.cameras, f"{self.name} renders", "asked for")
 
     @abstractmethod
     def make_env(self, task: str, schema: Schema | None = None, max_episode_steps: int | None = None) -> gym.Env:
@@ -95,10 +92,15 @@ def displacement_limits(space) -> ActionLimits:
 def cameras_of(schema: Schema, known: tuple[str, ...], build, env: str) -> tuple[int, tuple[str, ...]]:
     """(image_size, cameras) of a schema that an env rendering `known` cameras can produce, `build(image_size,
     cameras)` being that env's schema; raises naming what does not fit."""
-    cameras = tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys)
-    unknown = [c for c in cameras if c not in known]
-    if not cameras or unknown:
-        raise ValueError(f"{env} renders cameras {list(known)}; the schema asks for {list(cameras)}")
+    cameras = require_known_cameras(tuple(k.removeprefix(IMAGE_PREFIX) for k in schema.image_keys), known,
+                                    f"{env} renders", "the schema asks for")
     image_size = schema.observation[schema.image_keys[0]].shape[0]
     schema.require_compatible(build(image_size, cameras), env)
     return image_size, cameras
+
+
+def require_known_cameras(cameras: tuple[str, ...], known: tuple[str, ...], who: str, asking: str) -> tuple[str, ...]:
+    """`cameras` if there is at least one and each is in `known`; else a ValueError naming both."""
+    if not cameras or any(c not in known for c in cameras):
+        raise ValueError(f"{who} cameras {list(known)}; {asking} {list(cameras)}")
+    return cameras
