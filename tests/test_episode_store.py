@@ -238,6 +238,7 @@ def test_structured_goals_are_kept_and_a_store_older_than_them_still_opens(tmp_p
     # a store written before goals existed: read-only it reads as goal-less, opened to append it gains the array
     shutil.rmtree(tmp_path / "s.zarr" / "meta" / "episode_goal_index")
     assert EpisodeStore.open(tmp_path / "s.zarr").episode_goals() == [None, None]
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode(1)["goal"] is None
     old = EpisodeStore.open(tmp_path / "s.zarr", "a")
     old.add_episode(episode(2), task="lift the red cube", seed=3, success=True, goal=lift)
     assert EpisodeStore.open(tmp_path / "s.zarr").episode_goals() == [None, None, lift]

@@ -160,15 +160,24 @@ class EpisodeStore:
             raise IndexError(f"episode {index} out of range (store has {len(ends)})")
         return (int(ends[index - 1]) if index else 0), int(ends[index])
 
+    def _meta_at(self, key: str, index: int) -> int:
+        """One episode's meta value, read alone (reading the whole column per episode made a pass over the
+        store quadratic)."""
+        if key in ADDED_META and f"meta/{key}" not in self._root:
+            return ADDED_META[key]
+        return int(self._root[f"meta/{key}"][index])
+
     def episode(self, index: int) -> dict:
         start, end = self.episode_bounds(index)
         ep = {key: self.array(key)[start:end] for key in self.keys}
-        ep[TASK_KEY] = self.tasks[int(self._root["meta/episode_task_index"][index])]
-        ep["seed"] = int(self._root["meta/episode_seed"][index])
-        ep["success"] = bool(self._root["meta/episode_success"][index])
-        ep["source"] = self.sources[int(self._root["meta/episode_source_index"][index])]
-        ep["goal"] = self.episode_goals()[index]
-        ep["env_task"] = self.episode_env_tasks()[index]
+        ep[TASK_KEY] = self.tasks[self._meta_at("episode_task_index", index)]
+        ep["seed"] = self._meta_at("episode_seed", index)
+        ep["success"] = bool(self._meta_at("episode_success", index))
+        ep["source"] = self.sources[self._meta_at("episode_source_index", index)]
+        goal = self._meta_at("episode_goal_index", index)
+        ep["goal"] = self.goals[goal] if goal >= 0 else None
+        env_task = self._meta_at("episode_env_task_index", index)
+        ep["env_task"] = self.env_task_names[env_task] if env_task >= 0 else self.env_tasks.get(ep[TASK_KEY])
         return ep
 
     def iter_episodes(self) -> Iterator[dict]:
