@@ -18,6 +18,8 @@ CASES = [
     ("vla.cli.serve", ["dtype=fp8"], "dtype must be one of ('float32', 'bfloat16'), got 'fp8'"),
     ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
+    ("vla.cli.demo", ["cameras=[wrist]"], "metaworld renders cameras ['corner2', 'gripperPOV'"),
+    ("vla.cli.demo", ["steps=many"], "steps must be int, got 'many'"),
     ("vla.cli.robot", ["chunking=smooth"], "chunking='smooth': expected one of ['naive', 'prefix', 'ensemble']"),
     ("vla.cli.robot", ["robot=lerobot", "sim_time=true"], "sim_time=true is for robot=sim or mock"),
 ]
@@ -33,7 +35,7 @@ def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
     assert not list(tmp_path.iterdir()), "nothing may be written before the input is checked"
 
 
-@pytest.mark.parametrize("name", ["train", "record", "eval", "serve", "robot", "dataset"])
+@pytest.mark.parametrize("name", ["train", "record", "eval", "serve", "robot", "dataset", "demo"])
 def test_each_yaml_composes_to_its_dataclass_defaults(name):
     """The dataclass is the one source of defaults: a YAML that repeated one would drift from it."""
     from vla.cli.config import config_class, load

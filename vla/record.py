@@ -20,11 +20,13 @@ from vla.envs import resolve_tasks, suite_of
 from vla.policies.protocol import batch_observation
 from vla.schema import TASK_KEY
 
+# vla-demo's tasks, and vla-record's when none are named: three easy Meta-World tasks its defaults solve.
+DEMO_TASKS = ("drawer-close-v3", "door-open-v3", "door-close-v3")
+
 
 @dataclass
 class RecordConfig:
-    # task names, groups (mt10, easy, ...) or suites; the demo's tasks by default, as in configs/record.yaml
-    tasks: list[str] = field(default_factory=lambda: ["drawer-close-v3", "door-open-v3", "door-close-v3"])
+    tasks: list[str] = field(default_factory=lambda: list(DEMO_TASKS))  # task names, groups (mt10, easy, ...) or suites
     episodes: int = 30  # successful demonstrations wanted per task
     max_attempts: int | None = None  # seeds tried per task at most; None: 2 x episodes + 10
     out: str = "data/demos.zarr"

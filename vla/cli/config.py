@@ -53,6 +53,7 @@ CONFIG_CLASSES = {
     "serve": "vla.runtime.server:ServeConfig",
     "robot": "vla.runtime.run:RobotConfig",
     "dataset": "vla.cli.dataset:DatasetConfig",
+    "demo": "vla.cli.demo:DemoConfig",
 }
 
 
