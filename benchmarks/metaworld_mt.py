@@ -46,7 +46,7 @@ PUBLISHED = {
 }
 # Training steps (batch 32) per suite, sized to the time limits on 2 cores: MT10 in 60 minutes in all, MT50 in 4
 # hours. The default trains ~150 samples/s here: MT10's 6000 steps take ~21 min (9000 took 30 min and gave 43%
-# against 42%), MT50's 25000 ~90 min beside ~40 min of recording and ~60 of evaluation.
+# against 42%), MT50's 25000 took 84 min beside 45 min of recording and 73 of evaluation (3.4 h).
 STEPS = {"mt10": 6000, "mt50": 25000}
 # MT50's ~190k frames are ~5 GB of 96x96 images: held in memory (this machine has 24 GiB), a batch is a few
 # array gathers instead of zarr chunk decoding in loader processes that would share the 2 cores with training.
