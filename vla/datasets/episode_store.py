@@ -151,7 +151,7 @@ class EpisodeStore:
     def episode_env_tasks(self) -> list[str | None]:
         """The simulator task of each episode (None for one not recorded in simulation)."""
         names, by_instruction = self.env_task_names, self.env_tasks
-        return [names[i] if i >= 0 else by_instruction.get(task)
+        return [_env_task(i, task, names, by_instruction)
                 for i, task in zip(self.episode_meta("episode_env_task_index"), self.episode_tasks(), strict=True)]
 
     def episode_bounds(self, index: int) -> tuple[int, int]:
@@ -177,7 +177,7 @@ class EpisodeStore:
         goal = self._meta_at("episode_goal_index", index)
         ep["goal"] = self.goals[goal] if goal >= 0 else None
         env_task = self._meta_at("episode_env_task_index", index)
-        ep["env_task"] = self.env_task_names[env_task] if env_task >= 0 else self.env_tasks.get(ep[TASK_KEY])
+        ep["env_task"] = _env_task(env_task, ep[TASK_KEY], self.env_task_names, self.env_tasks)
         return ep
 
     def iter_episodes(self) -> Iterator[dict]:
@@ -349,3 +349,8 @@ class EpisodeStore:
             per_task[t] = per_task.get(t, 0) + 1
         return {"path": str(self.path), "episodes": self.num_episodes, "frames": self.num_frames,
                 "successes": int(success.sum()), "episodes_per_task": per_task, "sources": self.sources}
+
+
+def _env_task(index: int, instruction: str, names: list[str], by_instruction: dict[str, str]) -> str | None:
+    """An episode's env task: its own entry, or for a store older than those, the instruction's env task."""
+    return names[index] if index >= 0 else by_instruction.get(instruction)
