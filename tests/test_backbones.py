@@ -246,6 +246,28 @@ def test_a_conv_stem_keeps_the_patch_grid_and_is_kept_by_the_checkpoint(tmp_path
         BackboneConfig(path=str(tmp_path), vision_stem="conv")
 
 
+def test_a_keypoint_connector_gives_each_image_token_a_map_over_the_patches_and_is_kept_by_the_checkpoint(tmp_path):
+    from vla.model.families.embedded import KeypointConnector
+
+    policy = tiny_embedded_policy(connector="keypoints")
+    connector = policy.model.backbone.model.model.connector
+    assert isinstance(connector, KeypointConnector)
+    side, hidden = 4, connector.attend.in_features
+    patches = torch.zeros(1, side * side, hidden)
+    patches[0, side * side - 1] = 1.0  # only the bottom-right patch stands out
+    with torch.no_grad():
+        connector.attend.weight.fill_(50.0)  # every token attends to the patch with the largest features
+        connector.attend.bias.zero_()
+        weights = connector.attend(patches).softmax(1)
+    assert connector(patches).shape == (1, policy.model.backbone.image_seq_len, connector.feature.out_features)
+    assert torch.allclose(weights[0].T @ connector.grid, torch.tensor([1.0, 1.0]), atol=1e-3)  # x, y of that patch
+    reloaded_predicts_alike(policy, tmp_path / "ckpt", observations())
+    with pytest.raises(ValueError, match="connector must be one of"):
+        BackboneConfig(connector="perceiver")
+    with pytest.raises(ValueError, match="connector is the embedded model's"):
+        BackboneConfig(path=str(tmp_path), connector="keypoints")
+
+
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):
     loaded = reloaded_predicts_alike(tiny_embedded_policy(text_mlp_ratio=2.5), tmp_path / "ckpt", observations())
     assert loaded.model.backbone.model.config.text_config.intermediate_size == 160

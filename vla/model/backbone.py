@@ -36,6 +36,7 @@ from vla.model import text_tokenizer as bpe
 
 TEXT_TOKENIZERS = ("bpe", "byt5")
 VISION_STEMS = ("patch", "conv")
+CONNECTORS = ("shuffle", "keypoints")
 FINETUNE_MODES = ("full", "frozen_vision", "lora")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
@@ -74,6 +75,11 @@ class BackboneConfig:
     # convolutions help transformers see better"): an object a few pixels wide is seen by overlapping kernels
     # wherever it falls, instead of split across patch borders.
     vision_stem: str = "patch"
+    # The embedded model's image tokens: "shuffle" is SmolVLM's pixel shuffle (each token a linear map of a
+    # scale_factor x scale_factor block of patch features); "keypoints" makes each token a learned spatial
+    # softmax over the patch grid that carries its expected (x, y) coordinate (families/embedded.py). The
+    # token count is the same either way.
+    connector: str = "shuffle"
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -96,6 +102,8 @@ class BackboneConfig:
             raise ValueError(f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}")
         if self.vision_stem not in VISION_STEMS:
             raise ValueError(f"vision_stem must be one of {VISION_STEMS}, got {self.vision_stem!r}")
+        if self.connector not in CONNECTORS:
+            raise ValueError(f"connector must be one of {CONNECTORS}, got {self.connector!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         torch_dtype(self.dtype)
@@ -107,6 +115,8 @@ class BackboneConfig:
             raise ValueError("instruction_first is the embedded model's; a pretrained backbone keeps its family's layout")
         if self.path is not None and self.vision_stem != "patch":
             raise ValueError("vision_stem is the embedded model's; a pretrained backbone keeps its own patch embedding")
+        if self.path is not None and self.connector != "shuffle":
+            raise ValueError("connector is the embedded model's; a pretrained backbone keeps its own projector")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:

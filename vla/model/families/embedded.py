@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import ByT5Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration
 
@@ -57,6 +58,35 @@ def conv_stem(patch_size: int, hidden: int, width: int = 32) -> torch.nn.Sequent
     return torch.nn.Sequential(*layers, torch.nn.Conv2d(channels, hidden, 1))
 
 
+class KeypointConnector(torch.nn.Module):
+    """`connector="keypoints"`: each image token is a spatial softmax over the patch grid (Levine et al. 2016;
+    robomimic's and Diffusion Policy's from-scratch image encoders end in one) instead of a pixel-shuffled 2x2
+    block of patches.
+
+    Token k attends over every patch with its own learned logits; the token is the attention-weighted patch
+    feature plus sin-cos features of the expected (x, y) grid coordinate. Where a thing is then enters the
+    language model as explicit coordinates, interpolated between patches, rather than as which token holds it
+    (16 tokens of 24 pixels each at the default size, where a goal or an object is 3 to 8 pixels wide)."""
+
+    def __init__(self, vision_hidden: int, text_hidden: int, side: int, n_tokens: int, n_freqs: int = 16):
+        super().__init__()
+        self.attend = torch.nn.Linear(vision_hidden, n_tokens)
+        self.feature = torch.nn.Linear(vision_hidden, text_hidden)
+        self.where = torch.nn.Linear(4 * n_freqs, text_hidden)
+        axis = torch.linspace(-1, 1, side)
+        rows, cols = torch.meshgrid(axis, axis, indexing="ij")  # row-major, as the vision tower orders patches
+        self.register_buffer("grid", torch.stack([cols.reshape(-1), rows.reshape(-1)], 1), persistent=False)
+        self.register_buffer("freqs", torch.logspace(np.log10(0.5), np.log10(side), n_freqs) * torch.pi,
+                             persistent=False)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, P, vision_hidden) patch features -> (N, n_tokens, text_hidden) image tokens."""
+        weights = self.attend(patches).softmax(dim=1).transpose(1, 2)  # (N, K, P): each token's map over patches
+        xy = weights @ self.grid.to(weights.dtype)  # (N, K, 2) expected coordinates in [-1, 1]
+        angles = (xy[..., None] * self.freqs.to(weights.dtype)).flatten(2)
+        return self.feature(weights @ patches) + self.where(torch.cat([angles.sin(), angles.cos()], -1))
+
+
 @torch.no_grad()
 def init_grid_positions(embeddings) -> None:
     """2-D sin-cos position embeddings for a fresh vision tower, at the scale of its patch embeddings.
@@ -88,6 +118,10 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     if cfg.vision_stem == "conv":  # before the weights load: a checkpoint's stem has this module's names
         embeddings = model.model.vision_model.embeddings
         embeddings.patch_embedding = conv_stem(embeddings.patch_size, embeddings.embed_dim)
+    if cfg.connector == "keypoints":  # likewise
+        side = hf.vision_config.image_size // hf.vision_config.patch_size
+        model.model.connector = KeypointConnector(hf.vision_config.hidden_size, hf.text_config.hidden_size, side,
+                                                  (side // hf.scale_factor) ** 2)
     if not config:  # a new model (a loaded one's positions come with its weights)
         init_grid_positions(model.model.vision_model.embeddings)
     model = model.to(torch_dtype(cfg.dtype))
