@@ -12,7 +12,8 @@
    - heldout_words (beyond the issue's keys): the same, with a verb training never had;
    - blind: seen episodes with the instruction blanked (success still judged against their goal);
    - swapped: the seen episodes' scenes with an instruction naming another object, judged against it.
-4. report: DIR/results.json (the issue's keys, plus per-skill rows, the acceptance checks and stage times)
+4. report: DIR/results.json (the issue's keys, plus per-skill rows, `acted_on`: per split the share of episodes
+   whose hand acted on the named object, another or none, the acceptance checks and stage times)
    DIR/splits.png, and DIR/cameras.png (both cameras at the start of one episode of each skill).
 
 Every scene holds two colors x two shapes, so only the whole instruction picks the target: `chance` is one in
@@ -32,7 +33,7 @@ import numpy as np
 from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_stage, train_stage
 
 from vla.envs import get_suite
-from vla.envs.tabletop.env import parse_task
+from vla.envs.tabletop.env import OUTCOMES, parse_task
 from vla.envs.tabletop.language import SKILLS
 
 SPLITS = {"seen": "tabletop-seen", "heldout_compositions": "tabletop-heldout-compositions",
@@ -49,11 +50,15 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
     suite = get_suite("tabletop")
     groups = suite.groups()
     expert = {parse_task(t)[0]: r["expert_success"] for t, r in record_report["tasks"].items()}
-    splits, episodes, per_skill = {}, {}, {}
+    splits, episodes, per_skill, acted_on = {}, {}, {}, {}
     for split, group in SPLITS.items():
-        outcomes = [s for t in groups[group] for s in per_task[t]["successes"]]
-        splits[split], episodes[split] = float(np.mean(outcomes)), len(outcomes)
+        successes = [s for t in groups[group] for s in per_task[t]["successes"]]
+        splits[split], episodes[split] = float(np.mean(successes)), len(successes)
         per_skill[split] = {parse_task(t)[0]: per_task[t]["success_rate"] for t in groups[group]}
+        # which object the hand acted on (the env's info["outcome"]); absent from results saved before it existed
+        if all("outcomes" in per_task[t] for t in groups[group]):
+            acted_on[split] = {o: float(np.mean([per_task[t]["outcomes"].get(o, 0.0) for t in groups[group]]))
+                               for o in OUTCOMES}
     chance = suite.chance
     checks = {f"{s} >= {f:.0%}": splits[s] >= f for s, f in FLOORS.items()}
     checks[f"blind <= chance + {BLIND_MARGIN:.0%}"] = splits["blind"] <= chance + BLIND_MARGIN
@@ -61,7 +66,8 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
     checks["experts >= 98%"] = all(v >= 0.98 for v in expert.values())
     checks[">= 50 episodes per split"] = all(n >= 50 for n in episodes.values())
     return {"expert": expert, "splits": splits, "episodes": episodes, "chance": chance,
-            "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "checks": checks,
+            "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
+            "checks": checks,
             "demos_per_skill": args.demos, "train_steps": args.steps, "eval_seed": EVAL_SEED,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s}
 
@@ -72,6 +78,10 @@ def print_tables(results: dict) -> None:
         cells = "".join(f"{results['per_skill'][split][s]:>8.0%}" for s in SKILLS)
         print(f"{split:<22}{cells}{value:>8.0%}{results['episodes'][split]:>10}")
     print(f"{'expert':<22}" + "".join(f"{results['expert'][s]:>8.0%}" for s in SKILLS))
+    if results["acted_on"]:
+        print(f"\n{'acted on (all skills)':<22}" + "".join(f"{o.split()[0]:>8}" for o in OUTCOMES))
+        for split, rates in results["acted_on"].items():
+            print(f"{split:<22}" + "".join(f"{rates[o]:>8.0%}" for o in OUTCOMES))
     print(f"chance {results['chance']:.0%}; training {results['train_s'] / 60:.1f} min "
           f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill)")
     for check, ok in results["checks"].items():

@@ -1,5 +1,6 @@
 """Every supported VLM family, at a tiny random configuration written as a local model directory."""
 
+import dataclasses
 import json
 import shutil
 
@@ -266,6 +267,33 @@ def test_a_keypoint_connector_gives_each_image_token_a_map_over_the_patches_and_
         BackboneConfig(connector="perceiver")
     with pytest.raises(ValueError, match="connector is the embedded model's"):
         BackboneConfig(path=str(tmp_path), connector="keypoints")
+
+
+def test_film_conditions_the_vision_tower_on_the_instruction_and_is_kept_by_the_checkpoint(tmp_path):
+    policy = tiny_embedded_policy(film=True)
+    backbone, obs = policy.model.backbone, observations()
+    film = backbone.film
+    expected = policy.predict_chunk(obs)
+    backbone.film = None  # the plain SmolVLM forward: a new FiLM (zero scale and shift) must change nothing
+    np.testing.assert_allclose(policy.predict_chunk(obs), expected, atol=1e-5)
+    backbone.film = film
+    with torch.no_grad():
+        film.out.weight.normal_(std=0.5)
+    prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
+                                       obs["observation.state"], [TASKS[0], TASKS[0]])
+    words = prefix["input_ids"][prefix["text_mask"]].tolist()
+    assert words == policy.model.text_ids(TASKS[0]) * 2  # the mask covers the instruction and nothing else
+    pixels = prefix["pixel_values"][:1]
+    embed = backbone.model.get_input_embeddings()
+    by_task = [backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), prefix["text_mask"][:1])),
+               backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), torch.zeros_like(prefix["text_mask"][:1])))]
+    assert not torch.allclose(*by_task)  # the same image, other words: other image tokens
+    loaded = reloaded_predicts_alike(policy, tmp_path / "ckpt", obs)
+    assert loaded.model.backbone.film is not None
+    policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, decoding="autoregressive")  # the KV-cached path
+    assert np.isfinite(policy.predict_chunk(obs)).all()
+    with pytest.raises(ValueError, match="film is the embedded model's"):
+        BackboneConfig(path=str(tmp_path), film=True)
 
 
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):

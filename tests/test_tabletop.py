@@ -41,7 +41,27 @@ def test_expert_solves_every_skill(task):
             if terminated or truncated:
                 break
         assert info["is_success"], f"{task} seed {seed}: {env.instruction!r} not done"
+        assert info["outcome"] == "named object", (task, seed, info["outcome"])
     env.close()
+
+
+def test_outcome_says_which_object_the_hand_went_to():
+    """The seen expert's actions replayed in the swapped episode (same scene, another object named) reach the
+    other object; standing still reaches none."""
+    seen, swapped = make_env("tabletop-touch", image_size=TINY_IMAGE), make_env("tabletop-touch-swapped", image_size=TINY_IMAGE)
+    expert = SUITE.make_expert(seen)
+    obs, _ = seen.reset(seed=0)
+    swapped.reset(seed=0)
+    expert.reset()
+    for _ in range(seen.max_episode_steps):
+        action = expert.select_action(batch_observation(obs))[0]
+        obs, _, done, _, _ = seen.step(action)
+        _, _, _, _, info = swapped.step(action)
+        if done:
+            break
+    assert info["outcome"] == "other object" and not info["is_success"]
+    swapped.reset(seed=1)
+    assert swapped.step(np.zeros(4, np.float32))[4]["outcome"] == "no object"
 
 
 @pytest.mark.parametrize("split", ["seen", "heldout-compositions", "heldout-paraphrases", "heldout-words"])
@@ -136,6 +156,9 @@ def test_tiny_record_train_eval_and_sim_robot_on_the_suite(tmp_path):
          "episodes=2", "max_episode_steps=4", f"out={run_dir / 'eval'}")
     results = json.loads((run_dir / "eval/results.json").read_text())
     assert set(results["tasks"]) == {"tabletop-touch", "tabletop-touch-swapped"}
+    for r in results["tasks"].values():  # which object each episode's hand acted on, as shares of the episodes
+        assert set(r["outcomes"]) <= {"named object", "other object", "no object"}
+        assert sum(r["outcomes"].values()) == pytest.approx(1.0)
     assert (run_dir / "eval/tabletop-touch.mp4").stat().st_size > 0
     _run("vla.cli.robot", f"policy={run_dir}", "robot=sim", "tasks=[tabletop-push-blind]", "episodes=1",
          "max_episode_steps=4", "control_hz=50", f"out={tmp_path / 'robot.json'}")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -5,6 +6,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model_config
@@ -46,6 +48,24 @@ def test_loss_decreases_when_overfitting_a_few_batches(tiny_store, tmp_path):
     first = sum(r["loss"] for r in rows[:5]) / 5
     last = sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.8 * first, (first, last)
+
+
+def test_final_state_loss_learns_where_each_episode_ends(tiny_store, tmp_path):
+    """model.final_state_weight: the prompt also predicts the state at the end of the sample's episode."""
+    from vla.datasets.chunk_dataset import ChunkDataset, open_source
+
+    source = open_source(tiny_store)
+    batch = ChunkDataset(source, 4).get_batch(np.array([0, source.episode_ends[0] - 1, source.episode_ends[0]]))
+    state = np.asarray(source.array("observation.state")[:])
+    ends = source.episode_ends
+    np.testing.assert_array_equal(batch["final_state"], state[[ends[0] - 1, ends[0] - 1, ends[1] - 1]])
+    out = tmp_path / "aux"
+    train(dataclasses.replace(config(tiny_store, out, 30, lr=3e-3, shift_pixels=0, save_every=30),
+                              model=tiny_model_config(final_state_weight=1.0)))
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["final_state_loss"] for r in rows[-5:]) < 0.8 * sum(r["final_state_loss"] for r in rows[:5])
+    with pytest.raises(ValueError, match="final_state_weight must be >= 0"):
+        tiny_model_config(final_state_weight=-1.0)
 
 
 def test_resume_without_checkpoint_fails_clearly(tiny_store, tmp_path):

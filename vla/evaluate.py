@@ -49,12 +49,13 @@ def stack_observations(observations: list[dict]) -> dict:
             for k in observations[0]}
 
 
-def run_batch(policy, envs: list, seeds: list[int], max_steps: int, frames: list | None) -> list[bool]:
-    """Run len(seeds) episodes in lockstep. Finished envs keep their last observation and stop stepping."""
+def run_batch(policy, envs: list, seeds: list[int], max_steps: int, frames: list | None) -> list[tuple[bool, str | None]]:
+    """Run len(seeds) episodes in lockstep. Finished envs keep their last observation and stop stepping.
+    -> per episode (success, the env's last `info["outcome"]`, None where the suite reports none)."""
     envs = envs[: len(seeds)]
     obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
     policy.reset()
-    done, success = [False] * len(envs), [False] * len(envs)
+    done, success, outcome = [False] * len(envs), [False] * len(envs), [None] * len(envs)
     image_keys = envs[0].schema.image_keys
     for _ in range(max_steps):
         if frames is not None and not done[0]:
@@ -65,10 +66,11 @@ def run_batch(policy, envs: list, seeds: list[int], max_steps: int, frames: list
                 continue
             obs[i], _, terminated, truncated, info = env.step(actions[i])
             success[i] = success[i] or bool(info["is_success"])
+            outcome[i] = info.get("outcome")
             done[i] = terminated or truncated
         if all(done):
             break
-    return success
+    return list(zip(success, outcome, strict=True))
 
 
 def evaluate_policy(policy, tasks: list[str], episodes: int, seed: int, max_episode_steps: int | None,
@@ -82,16 +84,20 @@ def evaluate_policy(policy, tasks: list[str], episodes: int, seed: int, max_epis
         n_envs = min(batch_envs, episodes)
         envs = [make_env(task, schema, max_episode_steps) for _ in range(n_envs)]
         frames: list | None = [] if (video and out is not None) else None
-        successes: list[bool] = []
+        episodes_run: list[tuple[bool, str | None]] = []
         for start in range(0, episodes, n_envs):
             group = seeds[start : start + n_envs]
-            successes += run_batch(policy, envs, group, envs[0].max_episode_steps, frames if start == 0 else None)
+            episodes_run += run_batch(policy, envs, group, envs[0].max_episode_steps, frames if start == 0 else None)
             bar.update(len(group))
-            bar.set_postfix(task=task, success=f"{np.mean(successes):.0%}")
+            bar.set_postfix(task=task, success=f"{np.mean([s for s, _ in episodes_run]):.0%}")
         for env in envs:
             env.close()
+        successes = [bool(s) for s, _ in episodes_run]
         results["tasks"][task] = {"success_rate": float(np.mean(successes)), "episodes": len(successes),
-                                  "successes": [bool(s) for s in successes]}
+                                  "successes": successes}
+        outcomes = [o for _, o in episodes_run if o is not None]
+        if outcomes:  # the suite says how each episode went (tabletop: which object the hand went to)
+            results["tasks"][task]["outcomes"] = {o: outcomes.count(o) / len(episodes_run) for o in sorted(set(outcomes))}
         if frames:
             iio.imwrite(out / f"{task}.mp4", np.stack(frames), plugin="pyav", codec="libx264", fps=40)
     bar.close()
@@ -105,9 +111,13 @@ def print_table(results: dict, title: str = "success rate") -> None:
     table.add_column("task")
     table.add_column("success", justify="right")
     table.add_column("episodes", justify="right")
+    outcomes = any("outcomes" in r for r in results["tasks"].values())
+    if outcomes:
+        table.add_column("outcomes")
     for task, r in results["tasks"].items():
-        table.add_row(task, f"{r['success_rate']:.0%}", str(r["episodes"]))
-    table.add_row("[bold]mean", f"[bold]{results['mean_success_rate']:.0%}", "")
+        extra = [", ".join(f"{k} {v:.0%}" for k, v in r.get("outcomes", {}).items())] if outcomes else []
+        table.add_row(task, f"{r['success_rate']:.0%}", str(r["episodes"]), *extra)
+    table.add_row("[bold]mean", f"[bold]{results['mean_success_rate']:.0%}", "", *([""] if outcomes else []))
     Console().print(table)
 
 

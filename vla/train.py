@@ -187,7 +187,7 @@ def train(cfg: TrainConfig) -> Path:
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         with accelerator.autocast():
             result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
-                           generator=gen)
+                           generator=gen, final_state=batch["final_state"])
         accelerator.backward(result["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig) -> Path:
             rate = seen / elapsed
             row = {"step": step + 1, "loss": result["loss"].item(), "l1": result["l1"].item(),
                    "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                   "time_s": elapsed}
+                   "time_s": elapsed, **({"final_state_loss": result["final_state_loss"].item()} if "final_state_loss" in result else {})}
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", samples_s=f"{rate:.0f}")

@@ -74,6 +74,7 @@ class ChunkDataset(torch.utils.data.Dataset):
             TASK_KEY: [self.task_of_episode[e] for e in self.episode_of_frame[indices]],
             ACTION_KEY: self.action[np.minimum(steps, last)],
             "action_is_pad": is_pad,
+            "final_state": self.state[self.episode_end[indices] - 1],  # where the episode ends (final_state_weight)
         }
 
     def __getitem__(self, index: int) -> dict:

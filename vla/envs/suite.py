@@ -28,6 +28,10 @@ class ActionLimits:
 
 
 class Suite(ABC):
+    """A family of tasks. Its envs report `info["is_success"]` every step, and may report `info["outcome"]`, a
+    short category of how the episode is going (tabletop: which object the hand went to); evaluation counts
+    each episode's last outcome per task beside its success rate."""
+
     name: str  # also the episode store's source tag: "sim:<name>"
     max_episode_steps: int  # the suite's own episode limit, used when a caller gives none
     cameras: tuple[str, ...]  # every camera an env of the suite can render

@@ -80,6 +80,10 @@ class BackboneConfig:
     # softmax over the patch grid that carries its expected (x, y) coordinate (families/embedded.py). The
     # token count is the same either way.
     connector: str = "shuffle"
+    # The embedded model's vision tower conditioned on the instruction: after each of its layers, every channel
+    # is scaled and shifted by a function of the instruction's words (FiLM; families/embedded.py). False: the
+    # image tokens are computed without the words, which only the language model then relates to them.
+    film: bool = False
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -117,6 +121,8 @@ class BackboneConfig:
             raise ValueError("vision_stem is the embedded model's; a pretrained backbone keeps its own patch embedding")
         if self.path is not None and self.connector != "shuffle":
             raise ValueError("connector is the embedded model's; a pretrained backbone keeps its own projector")
+        if self.path is not None and self.film:
+            raise ValueError("film is the embedded model's; a pretrained backbone keeps its own vision tower")
         if self.path is None:
             grid = self.image_size // self.patch_size
             if self.image_size % self.patch_size or grid % self.scale_factor:

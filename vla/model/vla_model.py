@@ -64,6 +64,11 @@ class VLAConfig:
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
     state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
+    # Training: weight of an auxiliary loss in which the D prompt positions before the state tokens predict, over
+    # the state bins, the proprioceptive state at the end of the demonstration (where the hand ends up: on the
+    # named object for touch). It is read from the demonstration itself, so any dataset has it. The action loss
+    # alone lets a policy reach *some* object and ignore which one the words name (README, tabletop). 0: off.
+    final_state_weight: float = 0.0
     # One MASK id per action slot (timestep x dimension) instead of one for all: a masked slot's input then
     # says which action it stands for, where with a single MASK only the rotary positions tell the slots apart.
     slot_masks: bool = False
@@ -90,6 +95,8 @@ class VLAConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
+        if self.final_state_weight < 0:
+            raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
 
 
 class VLAModel(torch.nn.Module):
@@ -206,13 +213,20 @@ class VLAModel(torch.nn.Module):
         out["inputs_embeds"] = torch.cat([embed(head), embed(ids).mean(2)], dim=1)
         return out
 
-    def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
+    def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor,
+                                state_logits: bool = False):
         """One pass over prefix + P action tokens (B, P, g ids); logits (B, P * g, n_bins) at the positions that
-        predict each action token."""
+        predict each action token. state_logits: also (B, D, state_bins) at the D positions before the state
+        tokens (`final_state_weight`)."""
         p = action_inputs.shape[1]
         inputs = self._model_inputs(self.backbone.append(prefix, action_inputs[..., 0]), action_inputs)
-        hidden = self.backbone(inputs).last_hidden_state[:, -p - 1 : -1]
-        return self.action_logits(hidden).float()
+        hidden = self.backbone(inputs).last_hidden_state
+        logits = self.action_logits(hidden[:, -p - 1 : -1]).float()
+        if not state_logits:
+            return logits
+        d = self.state_tokenizer.action_dim
+        rows = self.backbone.output_weights(self.first_state_id, self.cfg.state_bins)
+        return logits, (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -235,11 +249,15 @@ class VLAModel(torch.nn.Module):
         return {**prefix, "input_ids": torch.cat([ids[:, :-d], tail], dim=1)}
 
     def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, final_state: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         prefix: `build_prefix`'s inputs; target: (B, H x D) normalized actions in [-1, 1]; target_mask: (B, H x D)
-        bool, False on padding."""
+        bool, False on padding; final_state: (B, D) the state at the end of each sample's episode, needed when
+        `final_state_weight` > 0."""
+        aux = self.cfg.final_state_weight > 0
+        if aux and final_state is None:
+            raise ValueError("final_state_weight > 0 needs each sample's final_state (the state at its episode's end)")
         noisy = target
         if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
@@ -248,14 +266,21 @@ class VLAModel(torch.nn.Module):
         action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
-        logits = self._action_position_logits(prefix, action_ids)
+        logits = self._action_position_logits(prefix, action_ids, state_logits=aux)
+        logits, state_logits = logits if aux else (logits, None)
         nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
         w = target_mask.float()
         loss = (nll * w).sum() / w.sum().clamp(min=1)
         with torch.no_grad():
             err = (self.action_tokenizer.expected_value(logits) - target).abs()
             l1 = (err * w).sum() / w.sum().clamp(min=1)
-        return {"loss": loss, "l1": l1}
+        out = {"loss": loss, "l1": l1}
+        if aux:
+            final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(state_logits.device)
+            out["final_state_loss"] = -(self.state_tokenizer.soft_targets(final)
+                                        * F.log_softmax(state_logits, -1)).sum(-1).mean()
+            out["loss"] = loss + self.cfg.final_state_weight * out["final_state_loss"]
+        return out
 
     # ---- inference ------------------------------------------------------------------------------------
     def _values(self, logits: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 Observations: a fixed scene camera and a wrist camera, proprioception (hand xyz and gripper opening, as in
 Meta-World) and the instruction. Actions: Meta-World's, end-effector displacement (1 cm per unit) and a gripper
 command. `reset(seed=s)` decides the scene, the goal and the instruction; `info["goal"]` and `info["scene"]` give
-them structured, and `info["is_success"]` judges the goal of the instruction the policy was given.
+them structured, `info["is_success"]` judges the goal of the instruction the policy was given, and
+`info["outcome"]` says which object the hand has gone to: the named one, another, or none.
 
 Task names are `tabletop-<skill>` (the seen split) and `tabletop-<skill>-<variant>`, where the variant is a
 held-out split (`heldout-compositions`, `heldout-paraphrases`, `heldout-words`: see language.py) or an ablation:
@@ -50,6 +51,11 @@ VARIANTS = ("heldout-compositions", "heldout-paraphrases", "heldout-words", "bli
 PUSH_DISTANCE = 0.08
 LIFT_HEIGHT = 0.08
 TOUCH_RADIUS = 0.025
+# info["outcome"]: the object the hand acted on: the one moved farthest, if any moved this far (xy) ...
+MOVED_DISTANCE = 0.02
+# ... else the one whose center the hand came nearest to (xy) over the episode, if within this
+REACH_RADIUS = 0.03
+OUTCOMES = ("named object", "other object", "no object")  # what the hand acted on
 
 
 def task_names() -> list[str]:
@@ -153,6 +159,8 @@ class TabletopEnv(gym.Env):
         self.instruction = self.goal.instruction
         self.sim.set_scene(self.scene)
         self._start = self.target_pos()
+        self._closest = np.full(len(self.scene.objects), np.inf)
+        self._object_starts = [self.sim.object_pos(i)[:2] for i in range(len(self.scene.objects))]
         self._steps = 0
         return self._observation(), {"is_success": False, "seed": seed, "goal": self.goal.to_json(),
                                      "scene": self.scene.to_json()}
@@ -165,9 +173,26 @@ class TabletopEnv(gym.Env):
         sim.data.mocap_quat[sim.mocap] = (1, 0, 1, 0)
         sim.step_physics(float(action[3]), FRAME_SKIP)
         self._steps += 1
+        tcp = sim.tcp()[:2]
+        self._closest = np.minimum(self._closest, [np.linalg.norm(tcp - sim.object_pos(i)[:2])
+                                                   for i in range(len(self.scene.objects))])
         success = self.is_success()
         return self._observation(), float(success), success, self._steps >= self.max_episode_steps, \
-            {"is_success": success}
+            {"is_success": success, "outcome": self.outcome()}
+
+    def outcome(self) -> str:
+        """Which object the hand has acted on (`OUTCOMES`): the one it moved farthest, if it moved one by
+        MOVED_DISTANCE (push, lift, place); else the one it came nearest to, if within REACH_RADIUS (touch). It
+        tells a policy that acts on an object but not the named one (it ignores the words) from one that acts on
+        none (it cannot act)."""
+        moved = [np.linalg.norm(self.sim.object_pos(i)[:2] - xy) for i, xy in enumerate(self._object_starts)]
+        if max(moved) >= MOVED_DISTANCE:
+            acted = int(np.argmax(moved))
+        else:
+            acted = int(np.argmin(self._closest))
+            if self._closest[acted] > REACH_RADIUS:
+                return OUTCOMES[2]
+        return OUTCOMES[0] if acted == self.target_index else OUTCOMES[1]
 
     def is_success(self) -> bool:
         goal, pos, start = self.goal, self.target_pos(), self._start

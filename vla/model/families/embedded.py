@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import ByT5Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vla.model import text_tokenizer as bpe
 from vla.model.backbone import BackboneConfig, torch_dtype
@@ -87,6 +88,85 @@ class KeypointConnector(torch.nn.Module):
         return self.feature(weights @ patches) + self.where(torch.cat([angles.sin(), angles.cos()], -1))
 
 
+class InstructionFiLM(torch.nn.Module):
+    """`film=True`: the instruction scales and shifts every channel of the vision tower after each of its layers
+    (FiLM, Perez et al. 2018; RT-1's and BC-Z's image encoders are conditioned on the instruction this way).
+
+    In the plain model the image tokens are computed without the words, and the language model must find the
+    named object among 16 pooled tokens per camera. A touch policy trained so reaches some object in 90% of
+    episodes but the named one about as often as chance (README, tabletop). With FiLM, which features matter
+    (this color, that shape) is decided per patch, before the patches are pooled into tokens.
+
+    The instruction's token embeddings (the language model's own) pass one bidirectional transformer layer and
+    are mean-pooled; a zero-initialized linear map gives each layer's (scale, shift), so a new model starts as
+    the unconditioned one."""
+
+    max_words = 64
+
+    def __init__(self, text_hidden: int, vision_hidden: int, n_layers: int, heads: int):
+        super().__init__()
+        self.position = torch.nn.Embedding(self.max_words, text_hidden)
+        torch.nn.init.normal_(self.position.weight, std=0.02)
+        self.encoder = torch.nn.TransformerEncoderLayer(text_hidden, heads, 2 * text_hidden, dropout=0.0,
+                                                        batch_first=True, norm_first=True)
+        self.out = torch.nn.Linear(text_hidden, 2 * n_layers * vision_hidden)
+        torch.nn.init.zeros_(self.out.weight)
+        torch.nn.init.zeros_(self.out.bias)
+        self.n_layers, self.vision_hidden = n_layers, vision_hidden
+
+    def forward(self, embeds: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, text_hidden) prompt embeddings, (B, L) bool True on the instruction's tokens ->
+        (B, n_layers, 2, vision_hidden): each layer's scale (less 1) and shift."""
+        index = (text_mask.cumsum(1) - 1).clamp(0, self.max_words - 1)
+        h = self.encoder(embeds + self.position(index), src_key_padding_mask=~text_mask)
+        w = text_mask[..., None].to(h.dtype)
+        pooled = (h * w).sum(1) / w.sum(1).clamp(min=1)
+        return self.out(pooled).view(-1, self.n_layers, 2, self.vision_hidden)
+
+
+class EmbeddedBackbone(SmolVLMBackbone):
+    """The embedded model: SmolVLM's, with the option of an instruction-conditioned vision tower (`film`)."""
+
+    def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool):
+        super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
+        vc, tc = model.config.vision_config, model.config.text_config
+        self.film = InstructionFiLM(tc.hidden_size, vc.hidden_size, vc.num_hidden_layers,
+                                    tc.num_attention_heads) if film else None
+
+    def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
+        inputs = super().prefix(images, texts, tails, text_length)
+        if self.film is not None:  # the instruction's positions (the tails are appended ids, after the image id)
+            ids = inputs["input_ids"]
+            inputs["text_mask"] = (inputs["attention_mask"] == 1) & (ids < self.image_token_id)
+        return inputs
+
+    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
+        if self.film is None or "pixel_values" not in inputs:  # no images: a KV-cached step
+            return super().forward({k: v for k, v in inputs.items() if k != "text_mask"}, past_key_values, use_cache)
+        inputs = dict(inputs)
+        text_mask, pixels = inputs.pop("text_mask"), inputs.pop("pixel_values")
+        embeds = inputs["inputs_embeds"] if "inputs_embeds" in inputs else self.model.get_input_embeddings()(inputs["input_ids"])
+        film = self.film(embeds[:, : text_mask.shape[1]], text_mask)  # the prefix's columns (actions come after)
+        features = self.image_features(pixels, film)
+        inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+        return super().forward(inputs, past_key_values, use_cache)
+
+    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden), the
+        vision tower's forward (SmolVLMVisionTransformer) with each layer's output modulated."""
+        vision = self.model.model.vision_model
+        x = pixels.flatten(0, 1)
+        side = x.shape[-1] // vision.config.patch_size
+        h = vision.embeddings(pixel_values=x, patch_attention_mask=torch.ones(len(x), side, side, dtype=torch.bool,
+                                                                               device=x.device))
+        film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
+        for i, layer in enumerate(vision.encoder.layers):
+            h = layer(h, attention_mask=None)
+            h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
+        features = self.model.model.connector(vision.post_layernorm(h))
+        return features.reshape(-1, features.shape[-1])
+
+
 @torch.no_grad()
 def init_grid_positions(embeddings) -> None:
     """2-D sin-cos position embeddings for a fresh vision tower, at the scale of its patch embeddings.
@@ -126,6 +206,9 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
         init_grid_positions(model.model.vision_model.embeddings)
     model = model.to(torch_dtype(cfg.dtype))
     model.set_attn_implementation(cfg.attention)
-    backbone = SmolVLMBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe")
+    backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
+                                film=cfg.film)
+    if backbone.film is not None:
+        backbone.film.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
