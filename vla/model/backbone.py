@@ -36,7 +36,7 @@ from vla.model import text_tokenizer as bpe
 
 TEXT_TOKENIZERS = ("bpe", "byt5")
 VISION_STEMS = ("patch", "conv")
-CONNECTORS = ("shuffle", "keypoints")
+CONNECTORS = ("shuffle", "keypoints", "film_cnn")
 FINETUNE_MODES = ("full", "frozen_vision", "lora")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
@@ -78,7 +78,9 @@ class BackboneConfig:
     # The embedded model's image tokens: "shuffle" is SmolVLM's pixel shuffle (each token a linear map of a
     # scale_factor x scale_factor block of patch features); "keypoints" makes each token a learned spatial
     # softmax over the patch grid that carries its expected (x, y) coordinate (families/embedded.py). The
-    # token count is the same either way.
+    # token count is the same either way. "film_cnn" replaces the vision tower's output: a small CNN at half the
+    # image's resolution, each of its layers FiLM-conditioned on the instruction, then the same keypoints over
+    # its 48x48 grid (families/embedded.py; implies film=True).
     connector: str = "shuffle"
     # The embedded model's vision tower conditioned on the instruction: after each of its layers, every channel
     # is scaled and shifted by a function of the instruction's words (FiLM; families/embedded.py). False: the
