@@ -186,19 +186,19 @@ class EmbeddedBackbone(SmolVLMBackbone):
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output
         modulated."""
-        vision = self.model.model.vision_model
         x = pixels.flatten(0, 1)
-        if self.cnn is not None:
-            features = self.cnn(x, film.repeat_interleave(pixels.shape[1], 0))
-            return features.reshape(-1, features.shape[-1])
-        side = x.shape[-1] // vision.config.patch_size
-        h = vision.embeddings(pixel_values=x, patch_attention_mask=torch.ones(len(x), side, side, dtype=torch.bool,
-                                                                               device=x.device))
         film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
-        for i, layer in enumerate(vision.encoder.layers):
-            h = layer(h, attention_mask=None)
-            h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
-        features = self.model.model.connector(vision.post_layernorm(h))
+        if self.cnn is not None:
+            features = self.cnn(x, film)
+        else:
+            vision = self.model.model.vision_model
+            side = x.shape[-1] // vision.config.patch_size
+            h = vision.embeddings(pixel_values=x, patch_attention_mask=torch.ones(len(x), side, side, dtype=torch.bool,
+                                                                                   device=x.device))
+            for i, layer in enumerate(vision.encoder.layers):
+                h = layer(h, attention_mask=None)
+                h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
+            features = self.model.model.connector(vision.post_layernorm(h))
         return features.reshape(-1, features.shape[-1])
 
 
