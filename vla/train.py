@@ -200,7 +200,9 @@ def train(cfg: TrainConfig) -> Path:
             rate = seen / elapsed
             row = {"step": step + 1, "loss": result["loss"].item(), "l1": result["l1"].item(),
                    "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                   "time_s": elapsed, **({"final_state_loss": result["final_state_loss"].item()} if "final_state_loss" in result else {})}
+                   "time_s": elapsed}
+            if "final_state_loss" in result:
+                row["final_state_loss"] = result["final_state_loss"].item()
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", samples_s=f"{rate:.0f}")

@@ -17,7 +17,8 @@ starts = np.concatenate([[0], store.episode_ends[:-1]])
 b = ds.get_batch(starts)  # each episode's first frame
 with torch.no_grad():
     prefix = m.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
-    _, sl = m._action_position_logits(prefix, m.masks(len(starts)), state_logits=True)
+    masks = m.masks(len(starts))
+    sl = m._final_state_logits(m._hidden(prefix, masks), masks.shape[1])
     probs = sl.softmax(-1).numpy()
 centers = m.state_tokenizer.bin_centers()
 pred = m.state_tokenizer.unnormalize(probs @ centers)[:, :2]

@@ -100,6 +100,10 @@ class BinActionTokenizer:
         logits = -0.5 * ((normalized.unsqueeze(-1) - centers) / sigma) ** 2
         return torch.softmax(logits, dim=-1)
 
+    def soft_nll(self, logits: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+        """(..., n_bins) logits, (...) normalized values -> (...) cross-entropy against `soft_targets`."""
+        return -(self.soft_targets(normalized) * torch.log_softmax(logits, -1)).sum(-1)
+
     def expected_value(self, logits: torch.Tensor) -> torch.Tensor:
         centers = torch.as_tensor(self.bin_centers(), device=logits.device, dtype=torch.float32)
         return torch.softmax(logits.float(), dim=-1) @ centers

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vla.model.action_tokenizer import BinActionTokenizer, BinTokenizerConfig
 from vla.model.backbone import Backbone, BackboneConfig
@@ -213,20 +212,24 @@ class VLAModel(torch.nn.Module):
         out["inputs_embeds"] = torch.cat([embed(head), embed(ids).mean(2)], dim=1)
         return out
 
-    def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor,
-                                state_logits: bool = False):
-        """One pass over prefix + P action tokens (B, P, g ids); logits (B, P * g, n_bins) at the positions that
-        predict each action token. state_logits: also (B, D, state_bins) at the D positions before the state
-        tokens (`final_state_weight`)."""
-        p = action_inputs.shape[1]
+    def _hidden(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
+        """One pass over prefix + P action tokens (B, P, g ids) -> the last hidden states (B, L + P, hidden)."""
         inputs = self._model_inputs(self.backbone.append(prefix, action_inputs[..., 0]), action_inputs)
-        hidden = self.backbone(inputs).last_hidden_state
-        logits = self.action_logits(hidden[:, -p - 1 : -1]).float()
-        if not state_logits:
-            return logits
+        return self.backbone(inputs).last_hidden_state
+
+    def _action_logits_at(self, hidden: torch.Tensor, p: int) -> torch.Tensor:
+        """Logits (B, P * g, n_bins) at the positions that predict each of the last p (action) tokens."""
+        return self.action_logits(hidden[:, -p - 1 : -1]).float()
+
+    def _action_position_logits(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
+        return self._action_logits_at(self._hidden(prefix, action_inputs), action_inputs.shape[1])
+
+    def _final_state_logits(self, hidden: torch.Tensor, p: int) -> torch.Tensor:
+        """(B, D, state_bins) at the D positions before the state tokens (`final_state_weight`); p action tokens
+        follow the prefix."""
         d = self.state_tokenizer.action_dim
         rows = self.backbone.output_weights(self.first_state_id, self.cfg.state_bins)
-        return logits, (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
+        return (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -266,9 +269,9 @@ class VLAModel(torch.nn.Module):
         action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
-        logits = self._action_position_logits(prefix, action_ids, state_logits=aux)
-        logits, state_logits = logits if aux else (logits, None)
-        nll = -(self.action_tokenizer.soft_targets(target) * F.log_softmax(logits, -1)).sum(-1)
+        hidden = self._hidden(prefix, action_ids)
+        logits = self._action_logits_at(hidden, action_ids.shape[1])
+        nll = self.action_tokenizer.soft_nll(logits, target)
         w = target_mask.float()
         loss = (nll * w).sum() / w.sum().clamp(min=1)
         with torch.no_grad():
@@ -276,9 +279,9 @@ class VLAModel(torch.nn.Module):
             l1 = (err * w).sum() / w.sum().clamp(min=1)
         out = {"loss": loss, "l1": l1}
         if aux:
-            final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(state_logits.device)
-            out["final_state_loss"] = -(self.state_tokenizer.soft_targets(final)
-                                        * F.log_softmax(state_logits, -1)).sum(-1).mean()
+            final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(hidden.device)
+            out["final_state_loss"] = self.state_tokenizer.soft_nll(
+                self._final_state_logits(hidden, action_ids.shape[1]), final).mean()
             out["loss"] = loss + self.cfg.final_state_weight * out["final_state_loss"]
         return out
 
