@@ -285,8 +285,8 @@ def test_film_conditions_the_vision_tower_on_the_instruction_and_is_kept_by_the_
     assert words == policy.model.text_ids(TASKS[0]) * 2  # the mask covers the instruction and nothing else
     pixels = prefix["pixel_values"][:1]
     embed = backbone.model.get_input_embeddings()
-    by_task = [backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), prefix["text_mask"][:1])),
-               backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), torch.zeros_like(prefix["text_mask"][:1])))]
+    by_task = [backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), prefix["text_mask"][:1]))[0],
+               backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), torch.zeros_like(prefix["text_mask"][:1])))[0]]
     assert not torch.allclose(*by_task)  # the same image, other words: other image tokens
     loaded = reloaded_predicts_alike(policy, tmp_path / "ckpt", obs)
     assert loaded.model.backbone.film is not None
@@ -305,10 +305,11 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
                                        obs["observation.state"], obs["task"])
     embed = backbone.model.get_input_embeddings()(prefix["input_ids"])
-    tokens = backbone.image_features(prefix["pixel_values"], backbone.film(embed, prefix["text_mask"]))
+    tokens, points = backbone.image_features(prefix["pixel_values"], backbone.film(embed, prefix["text_mask"]))
     assert tokens.shape == (2 * backbone.image_seq_len, backbone.model.config.text_config.hidden_size)
+    assert points.shape == (2, backbone.n_keypoints, 2) and points.abs().max() <= 1  # grid coordinates
     same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1),
-                                         backbone.film(embed, prefix["text_mask"])).view(2, -1)
+                                         backbone.film(embed, prefix["text_mask"]))[0].view(2, -1)
     assert not torch.allclose(same_image[0], same_image[1])  # two instructions, one image: other tokens
     assert reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnn is not None
 

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_model_config
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from vla.datasets.chunk_dataset import ChunkDataset, open_source
+from vla.policies.vla_policy import CheckpointError, VLAPolicy
+from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 from vla.train import TrainConfig, train
 
 
@@ -52,8 +55,6 @@ def test_loss_decreases_when_overfitting_a_few_batches(tiny_store, tmp_path):
 
 def test_final_state_loss_learns_where_each_episode_ends(tiny_store, tmp_path):
     """model.final_state_weight: the prompt also predicts the state at the end of the sample's episode."""
-    from vla.datasets.chunk_dataset import ChunkDataset, open_source
-
     source = open_source(tiny_store)
     batch = ChunkDataset(source, 4).get_batch(np.array([0, source.episode_ends[0] - 1, source.episode_ends[0]]))
     state = np.asarray(source.array("observation.state")[:])
@@ -66,6 +67,37 @@ def test_final_state_loss_learns_where_each_episode_ends(tiny_store, tmp_path):
     assert sum(r["final_state_loss"] for r in rows[-5:]) < 0.8 * sum(r["final_state_loss"] for r in rows[:5])
     with pytest.raises(ValueError, match="final_state_weight must be >= 0"):
         tiny_model_config(final_state_weight=-1.0)
+
+
+def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path):
+    """With a keypoint encoder (connector=film_cnn), final_state_weight trains an MLP on the keypoints'
+    coordinates; the checkpoint keeps it under "heads." and names it when it is missing."""
+    out = tmp_path / "heads"
+    model = tiny_model_config(final_state_weight=1.0)
+    model.backbone.connector = "film_cnn"
+    train(dataclasses.replace(config(tiny_store, out, 2, shift_pixels=0, save_every=2), model=model))
+    assert "final_state_loss" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    policy = VLAPolicy.from_pretrained(out)
+    source = open_source(tiny_store)
+    batch = ChunkDataset(source, 4).get_batch(np.arange(0, source.episode_ends[-1], 10))
+    prefix = policy.model.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY])
+    target = torch.from_numpy(policy.model.action_tokenizer.normalize(batch[ACTION_KEY]).reshape(len(prefix["input_ids"]), -1))
+    optimizer, losses = torch.optim.Adam(policy.model.parameters(), 1e-3), []
+    for _ in range(20):  # the head fits where the demonstration still goes, from the keypoints alone
+        loss = policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool), final_state=batch["final_state"],
+                            state=batch[STATE_KEY])["final_state_loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    weights = load_file(str(out / "model.safetensors"))
+    assert {k for k in weights if k.startswith("heads.")} == {f"heads.final_state.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+    head = VLAPolicy.from_pretrained(out).model.heads["final_state"]
+    torch.testing.assert_close(head[2].weight, weights["heads.final_state.2.weight"])
+    save_file({k: v for k, v in weights.items() if k != "heads.final_state.0.bias"}, str(out / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing weight 'heads.final_state.0.bias'"):
+        VLAPolicy.from_pretrained(out)
 
 
 def test_resume_without_checkpoint_fails_clearly(tiny_store, tmp_path):

@@ -187,7 +187,7 @@ def train(cfg: TrainConfig) -> Path:
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         with accelerator.autocast():
             result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
-                           generator=gen, final_state=batch["final_state"])
+                           generator=gen, final_state=batch["final_state"], state=batch[STATE_KEY])
         accelerator.backward(result["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

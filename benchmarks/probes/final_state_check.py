@@ -1,5 +1,5 @@
-"""How well do the prompt positions predict the episode's final hand xy (final_state_weight's head) on held-out
-scenes, against the named object's xy and against the nearest other object's?"""
+"""How well does final_state_weight's head (the keypoint MLP, or the prompt positions without keypoints) predict
+the episode's final hand xy on held-out scenes, against the named object's xy and the nearest other object's?"""
 import sys
 
 import numpy as np
@@ -18,10 +18,12 @@ b = ds.get_batch(starts)  # each episode's first frame
 with torch.no_grad():
     prefix = m.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
     masks = m.masks(len(starts))
-    sl = m._final_state_logits(m._hidden(prefix, masks), masks.shape[1])
-    probs = sl.softmax(-1).numpy()
-centers = m.state_tokenizer.bin_centers()
-pred = m.state_tokenizer.unnormalize(probs @ centers)[:, :2]
+    run = m._run(prefix, masks)
+    if "final_state" in m.heads:
+        normalized = m.heads["final_state"](run["image_keypoints"]).float().numpy() + m.state_tokenizer.normalize(b[STATE_KEY])
+    else:
+        normalized = m._final_state_logits(run.last_hidden_state, masks.shape[1]).softmax(-1).numpy() @ m.state_tokenizer.bin_centers()
+pred = m.state_tokenizer.unnormalize(normalized)[:, :2]
 named, other = [], []
 for e, seed in enumerate(store.episode_meta("episode_seed")):
     scene, goal = sample_episode("touch", "seen", int(seed))

@@ -123,6 +123,16 @@ class VLAModel(torch.nn.Module):
         # the offset of each value's bin range within a token: value i of a chunk is slot i % g of its token
         self.register_buffer("value_offsets", torch.arange(self.n_action_values) % self.values_per_token
                              * action_tokenizer.n_bins, persistent=False)
+        # The model's own modules beside the backbone (saved in the checkpoint under "heads."). final_state_weight
+        # with a keypoint encoder: an MLP reads, from the image keypoints' coordinates, how far the demonstration
+        # still goes (its final state less the current one, normalized). The displacement rather than the final
+        # state itself: late in an episode the hand is already where it ends, and finding the hand would explain
+        # the final state without finding the named object (measured: the loss stalled at 41% of its variance).
+        self.heads = torch.nn.ModuleDict()
+        n_points = 2 * n_cameras * getattr(backbone, "n_keypoints", 0)
+        if cfg.final_state_weight > 0 and n_points:
+            self.heads["final_state"] = torch.nn.Sequential(
+                torch.nn.Linear(n_points, 256), torch.nn.GELU(), torch.nn.Linear(256, len(state_low)))
         self._text_ids: dict[str, list[int]] = {}
         self.text_length = 0  # pad every prompt's text to at least this many ids (the trainer's fixed shapes)
 
@@ -212,10 +222,13 @@ class VLAModel(torch.nn.Module):
         out["inputs_embeds"] = torch.cat([embed(head), embed(ids).mean(2)], dim=1)
         return out
 
+    def _run(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor):
+        """One pass over prefix + P action tokens (B, P, g ids) -> the backbone's output."""
+        return self.backbone(self._model_inputs(self.backbone.append(prefix, action_inputs[..., 0]), action_inputs))
+
     def _hidden(self, prefix: dict[str, torch.Tensor], action_inputs: torch.Tensor) -> torch.Tensor:
-        """One pass over prefix + P action tokens (B, P, g ids) -> the last hidden states (B, L + P, hidden)."""
-        inputs = self._model_inputs(self.backbone.append(prefix, action_inputs[..., 0]), action_inputs)
-        return self.backbone(inputs).last_hidden_state
+        """The last hidden states (B, L + P, hidden) of `_run`."""
+        return self._run(prefix, action_inputs).last_hidden_state
 
     def _action_logits_at(self, hidden: torch.Tensor, p: int) -> torch.Tensor:
         """Logits (B, P * g, n_bins) at the positions that predict each of the last p (action) tokens."""
@@ -252,15 +265,16 @@ class VLAModel(torch.nn.Module):
         return {**prefix, "input_ids": torch.cat([ids[:, :-d], tail], dim=1)}
 
     def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
-                generator: torch.Generator | None = None, final_state: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, final_state: np.ndarray | None = None,
+                state: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         prefix: `build_prefix`'s inputs; target: (B, H x D) normalized actions in [-1, 1]; target_mask: (B, H x D)
-        bool, False on padding; final_state: (B, D) the state at the end of each sample's episode, needed when
-        `final_state_weight` > 0."""
+        bool, False on padding; final_state: (B, D) the state at the end of each sample's episode, and state (B, D)
+        the sample's own, needed when `final_state_weight` > 0."""
         aux = self.cfg.final_state_weight > 0
-        if aux and final_state is None:
-            raise ValueError("final_state_weight > 0 needs each sample's final_state (the state at its episode's end)")
+        if aux and (final_state is None or state is None):
+            raise ValueError("final_state_weight > 0 needs each sample's state and final_state (at its episode's end)")
         noisy = target
         if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
@@ -269,7 +283,8 @@ class VLAModel(torch.nn.Module):
         action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
-        hidden = self._hidden(prefix, action_ids)
+        run = self._run(prefix, action_ids)
+        hidden = run.last_hidden_state
         logits = self._action_logits_at(hidden, action_ids.shape[1])
         nll = self.action_tokenizer.soft_nll(logits, target)
         w = target_mask.float()
@@ -280,8 +295,13 @@ class VLAModel(torch.nn.Module):
         out = {"loss": loss, "l1": l1}
         if aux:
             final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(hidden.device)
-            out["final_state_loss"] = self.state_tokenizer.soft_nll(
-                self._final_state_logits(hidden, action_ids.shape[1]), final).mean()
+            if "final_state" in self.heads:
+                now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(hidden.device)
+                out["final_state_loss"] = torch.nn.functional.mse_loss(
+                    self.heads["final_state"](run["image_keypoints"]).float(), final - now)
+            else:
+                out["final_state_loss"] = self.state_tokenizer.soft_nll(
+                    self._final_state_logits(hidden, action_ids.shape[1]), final).mean()
             out["loss"] = loss + self.cfg.final_state_weight * out["final_state_loss"]
         return out
 

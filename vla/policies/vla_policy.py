@@ -2,7 +2,7 @@
 
 A checkpoint is a directory:
     config.json            policy config, observation/action schema, the backbone's HF config, training meta
-    model.safetensors      every weight
+    model.safetensors      every weight: the backbone's, and the model's own heads' under "heads."
     norm_stats.json        per-key mean/std/min/max/q01/q99 of the training data
     action_tokenizer.json  the fitted action tokenizer
     text_tokenizer.json    the fitted text tokenizer (embedded backbone with text_tokenizer="bpe")
@@ -28,6 +28,7 @@ from vla.policies.protocol import check_prefix
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY, Schema
 
 CONFIG_FILE, WEIGHTS_FILE, STATS_FILE = "config.json", "model.safetensors", "norm_stats.json"
+HEADS = "heads."  # the prefix of VLAModel.heads' weights in WEIGHTS_FILE (the backbone's have none)
 POLICY_TYPE = "vla"
 # 2: the embedded backbone's text tokenizer is named in its config (format 1 checkpoints are all ByT5).
 CHECKPOINT_FORMAT = 2
@@ -122,7 +123,8 @@ class VLAPolicy:
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in unique_state_dict(self.model.backbone).items()}
+        weights = unique_state_dict(self.model.backbone) | {HEADS + k: v for k, v in self.model.heads.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         config = {
             "format": CHECKPOINT_FORMAT,
@@ -170,11 +172,14 @@ class VLAPolicy:
         except (FileNotFoundError, ValueError) as e:
             raise CheckpointError(str(e)) from None
         backbone.apply_finetune(cfg.backbone)  # LoRA adapters in place, so the weight names match
-        _load_weights_strict(backbone, directory / WEIGHTS_FILE)
+        weights = load_file(str(directory / WEIGHTS_FILE))
+        heads = {k[len(HEADS):]: weights.pop(k) for k in list(weights) if k.startswith(HEADS)}
+        _load_weights_strict(backbone, weights, directory / WEIGHTS_FILE)
         if merge_lora and cfg.backbone.finetune == "lora":
             backbone.merge_lora()
             cfg.backbone.finetune = "full"
         policy = cls._assemble(cfg, backbone, tok, schema, stats, config.get("meta", {}))
+        _load_weights_strict(policy.model.heads, heads, directory / WEIGHTS_FILE, HEADS)
         policy.model.to(device, inference_dtype)
         if compile:
             backbone.compile()
@@ -192,18 +197,18 @@ def unique_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return unique
 
 
-def _load_weights_strict(module: torch.nn.Module, path: Path) -> None:
-    weights = load_file(str(path))
+def _load_weights_strict(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path, prefix: str = "") -> None:
+    """Loads `weights` (read from `path`, where their names carry `prefix`) into module, naming the first that
+    is missing, unexpected or of the wrong shape."""
     expected = unique_state_dict(module)
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing:
-        raise CheckpointError(f"{path}: missing weight {missing[0]!r} ({len(missing)} missing in all)")
+        raise CheckpointError(f"{path}: missing weight {prefix + missing[0]!r} ({len(missing)} missing in all)")
     if unexpected:
-        raise CheckpointError(f"{path}: unexpected weight {unexpected[0]!r} ({len(unexpected)} in all)")
+        raise CheckpointError(f"{path}: unexpected weight {prefix + unexpected[0]!r} ({len(unexpected)} in all)")
     for key, value in weights.items():
         if value.shape != expected[key].shape:
-            raise CheckpointError(
-                f"{path}: weight {key!r} has shape {tuple(value.shape)}, the model expects {tuple(expected[key].shape)}"
-            )
+            raise CheckpointError(f"{path}: weight {prefix + key!r} has shape {tuple(value.shape)}, the model "
+                                  f"expects {tuple(expected[key].shape)}")
     module.load_state_dict(weights, strict=False)  # the names left out are tied to loaded ones

@@ -82,10 +82,16 @@ class KeypointConnector(torch.nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, P, vision_hidden) patch features -> (N, n_tokens, text_hidden) image tokens."""
-        weights = self.attend(patches).softmax(dim=1).transpose(1, 2)  # (N, K, P): each token's map over patches
-        xy = weights @ self.grid.to(weights.dtype)  # (N, K, 2) expected coordinates in [-1, 1]
-        angles = (xy[..., None] * self.freqs.to(weights.dtype)).flatten(2)
-        return self.feature(weights @ patches) + self.where(torch.cat([angles.sin(), angles.cos()], -1))
+        return self.tokens_and_points(patches)[0]
+
+    def tokens_and_points(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image tokens and each token's expected (x, y) grid coordinate in [-1, 1], (N, n_tokens, 2)."""
+        with torch.autocast(patches.device.type, enabled=False):
+            patches = patches.float()
+            weights = self.attend(patches).softmax(dim=1).transpose(1, 2)  # (N, K, P): each token's map over patches
+            xy = weights @ self.grid
+            angles = (xy[..., None] * self.freqs).flatten(2)
+            return self.feature(weights @ patches) + self.where(torch.cat([angles.sin(), angles.cos()], -1)), xy
 
 
 class InstructionFiLM(torch.nn.Module):
@@ -141,14 +147,19 @@ class FilmCNN(torch.nn.Module):
         self.width = width
         self.convs = torch.nn.ModuleList([torch.nn.Conv2d(3, width, 5, 2, 2)] +
                                          [torch.nn.Conv2d(width, width, 3, 1, 1) for _ in range(layers - 1)])
+        # Normalized before each FiLM (conv, norm, FiLM, ReLU: Perez et al.'s block). Without it the scales
+        # compound over the layers: measured, FiLM values grew to 150 and activations to 6e6 within 1000 steps,
+        # and the keypoints' softmax became a frozen argmax with spiking gradients.
+        self.norms = torch.nn.ModuleList([torch.nn.GroupNorm(8, width, affine=False) for _ in range(layers)])
         self.keypoints = KeypointConnector(width, text_hidden, image_size // 2, n_tokens)
 
-    def forward(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalized pixels, (N, layers, 2, width) FiLM -> (N, n_tokens, text_hidden)."""
+    def forward(self, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) normalized pixels, (N, layers, 2, width) FiLM -> (N, n_tokens, text_hidden) tokens and
+        their keypoints (N, n_tokens, 2)."""
         x = pixels
-        for i, conv in enumerate(self.convs):
-            x = torch.relu(conv(x) * (1 + film[:, i, 0, :, None, None]) + film[:, i, 1, :, None, None])
-        return self.keypoints(x.flatten(2).transpose(1, 2))
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            x = torch.relu(norm(conv(x)) * (1 + film[:, i, 0, :, None, None]) + film[:, i, 1, :, None, None])
+        return self.keypoints.tokens_and_points(x.flatten(2).transpose(1, 2))
 
 
 class EmbeddedBackbone(SmolVLMBackbone):
@@ -163,6 +174,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
         self.cnn = FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) if film_cnn else None
         width, layers = (self.cnn.width, len(self.cnn.convs)) if film_cnn else (vc.hidden_size, vc.num_hidden_layers)
         self.film = InstructionFiLM(tc.hidden_size, width, layers, tc.num_attention_heads) if film or film_cnn else None
+        self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image, in the output's image_keypoints
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
         inputs = super().prefix(images, texts, tails, text_length)
@@ -178,18 +190,22 @@ class EmbeddedBackbone(SmolVLMBackbone):
         text_mask, pixels = inputs.pop("text_mask"), inputs.pop("pixel_values")
         embeds = inputs["inputs_embeds"] if "inputs_embeds" in inputs else self.model.get_input_embeddings()(inputs["input_ids"])
         film = self.film(embeds[:, : text_mask.shape[1]], text_mask)  # the prefix's columns (actions come after)
-        features = self.image_features(pixels, film)
+        features, points = self.image_features(pixels, film)
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
-        return super().forward(inputs, past_key_values, use_cache)
+        out = super().forward(inputs, past_key_values, use_cache)
+        if points is not None:  # (B, n_cams * tokens * 2): what a keypoint head reads (VLAModel, final_state_weight)
+            out["image_keypoints"] = points.reshape(len(pixels), -1)
+        return out
 
-    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output
-        modulated."""
+        modulated; and the CNN's keypoints (N, tokens, 2), None for the vision tower."""
         x = pixels.flatten(0, 1)
         film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
+        points = None
         if self.cnn is not None:
-            features = self.cnn(x, film)
+            features, points = self.cnn(x, film)
         else:
             vision = self.model.model.vision_model
             side = x.shape[-1] // vision.config.patch_size
@@ -199,7 +215,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
                 h = layer(h, attention_mask=None)
                 h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
             features = self.model.model.connector(vision.post_layernorm(h))
-        return features.reshape(-1, features.shape[-1])
+        return features.reshape(-1, features.shape[-1]), points
 
 
 @torch.no_grad()
