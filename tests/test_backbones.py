@@ -299,7 +299,8 @@ def test_film_conditions_the_vision_tower_on_the_instruction_and_is_kept_by_the_
 def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and_is_kept_by_the_checkpoint(tmp_path):
     policy = tiny_embedded_policy(connector="film_cnn")
     backbone, obs = policy.model.backbone, observations()
-    assert backbone.cnn is not None and backbone.film.out.out_features == 2 * len(backbone.cnn.convs) * backbone.cnn.width
+    cnn = backbone.cnns[0]  # one per camera
+    assert len(backbone.cnns) == 1 and backbone.film.out.out_features == 2 * len(cnn.convs) * cnn.width
     with torch.no_grad():
         backbone.film.out.weight.normal_(std=0.5)
     prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
@@ -311,7 +312,7 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1),
                                          backbone.film(embed, prefix["text_mask"]))[0].view(2, -1)
     assert not torch.allclose(same_image[0], same_image[1])  # two instructions, one image: other tokens
-    assert reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnn is not None
+    assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
 
 
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):

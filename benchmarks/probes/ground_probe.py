@@ -1,6 +1,7 @@
 """(v2: trained on and scored at the start of episodes) Can the VLA backbone ground at all? Supervised: (both cameras, state, instruction) -> the named object's table xy,
-read from the last prefix position by a linear head, MSE, on the touch training store; error on held-out scenes.
-Usage: ground_probe.py STEPS [backbone overrides k=v ...]"""
+read from the last prefix position by a linear head (or, with read=keypoints, by an MLP on the image keypoints'
+coordinates, as final_state_weight's head reads them), MSE, on the touch training store; error on held-out scenes.
+Usage: ground_probe.py STEPS [read=keypoints] [backbone overrides k=v ...]"""
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from vla.schema import ACTION_KEY, STATE_KEY
 steps = int(sys.argv[1])
 over = dict(a.split("=") for a in sys.argv[2:])
 over = {k: (v == "true" if v in ("true", "false") else v) for k, v in over.items()}
+read = over.pop("read", "prefix")
 torch.manual_seed(0)
 
 def others(store):
@@ -49,7 +51,11 @@ stats = store_stats(train, [STATE_KEY, ACTION_KEY])
 cfg = VLAConfig(backbone=BackboneConfig(**over))
 policy = VLAPolicy.create(cfg, train.schema, stats, train.tasks)
 model = policy.model
-head = torch.nn.Linear(cfg.backbone.text_hidden, 2)
+if read == "keypoints":
+    head = torch.nn.Sequential(torch.nn.Linear(2 * len(train.schema.image_keys) * model.backbone.n_keypoints, 256),
+                               torch.nn.GELU(), torch.nn.Linear(256, 2))
+else:
+    head = torch.nn.Linear(cfg.backbone.text_hidden, 2)
 params = list(model.parameters()) + list(head.parameters())
 opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95))
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)
@@ -57,8 +63,8 @@ sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_st
 def predict(ds, idx):
     b = ds.get_batch(idx)
     prefix = model.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
-    h = model.backbone(prefix).last_hidden_state[:, -1]
-    return head(h)
+    out = model.backbone(prefix)
+    return head(out["image_keypoints"] if read == "keypoints" else out.last_hidden_state[:, -1])
 
 rng = np.random.default_rng(0)
 t0 = time.time()

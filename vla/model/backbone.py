@@ -274,17 +274,18 @@ class Backbone(torch.nn.Module):
     # ---- construction -----------------------------------------------------------------------------------
     @staticmethod
     def build(cfg: BackboneConfig, n_action_tokens: int, hf_config: dict | None = None,
-              prompts: list[str] | None = None, checkpoint: Path | None = None) -> Backbone:
+              prompts: list[str] | None = None, checkpoint: Path | None = None, n_cameras: int = 1) -> Backbone:
         """A fresh backbone: random init for the embedded model, pretrained weights for `path`.
 
         n_action_tokens: how many ids the caller appends after the text vocabulary (and image token).
+        n_cameras: the images per observation (the embedded film_cnn has one encoder per camera).
         prompts: the training prompts a "bpe" text tokenizer is fitted on (a new embedded model).
         hf_config and checkpoint (loading a checkpoint) rebuild the exact architecture and the text tokenizer
         from the checkpoint alone; its weights are loaded after (and after `apply_finetune`)."""
         from vla.model.families import embedded, family_of
 
         if cfg.path is None:
-            return embedded.build(cfg, n_action_tokens, hf_config, prompts, checkpoint)
+            return embedded.build(cfg, n_action_tokens, hf_config, prompts, checkpoint, n_cameras)
         dtype = torch_dtype(cfg.dtype)
         if hf_config is None:  # a new policy: the pretrained weights and tokenizer from `path`
             pretrained_model_type(cfg.path)

@@ -59,7 +59,8 @@ class VLAPolicy:
         tok = BinActionTokenizer(cfg.tokenizer, stats[ACTION_KEY]["q01"], stats[ACTION_KEY]["q99"])
         if backbone is None:
             prompts = [VLAModel.prompt_text(i) for i in instructions]
-            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg, tok.action_dim), prompts=prompts)
+            backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg, tok.action_dim), prompts=prompts,
+                                      n_cameras=len(schema.image_keys))
         policy = cls._assemble(cfg, backbone, tok, schema, stats, meta)
         policy.model.init_bin_embeddings()
         backbone.apply_finetune(cfg.backbone)
@@ -168,7 +169,7 @@ class VLAPolicy:
         tok = BinActionTokenizer.load(directory)
         try:
             backbone = Backbone.build(cfg.backbone, VLAModel.n_new_tokens(cfg, tok.action_dim), hf_config=config["backbone_hf_config"],
-                                      checkpoint=directory)
+                                      checkpoint=directory, n_cameras=len(schema.image_keys))
         except (FileNotFoundError, ValueError) as e:
             raise CheckpointError(str(e)) from None
         backbone.apply_finetune(cfg.backbone)  # LoRA adapters in place, so the weight names match

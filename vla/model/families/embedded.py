@@ -167,12 +167,17 @@ class EmbeddedBackbone(SmolVLMBackbone):
     an instruction-conditioned CNN in its place (`connector="film_cnn"`)."""
 
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
-                 film_cnn: bool = False):
+                 film_cnn: bool = False, n_cameras: int = 1):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         vc, tc = model.config.vision_config, model.config.text_config
-        # film_cnn: the CNN's (not the vision tower's) layers are the ones modulated; the vision tower is unused
-        self.cnn = FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) if film_cnn else None
-        width, layers = (self.cnn.width, len(self.cnn.convs)) if film_cnn else (vc.hidden_size, vc.num_hidden_layers)
+        # film_cnn: one CNN per camera (as robomimic's and Diffusion Policy's encoders are), each with its own
+        # FiLM channels; the vision tower is unused. Measured with the probe of cnn_probe.py: the scene and wrist
+        # cameras through one shared CNN had not found the named object after 750 steps (15 cm) where the scene
+        # camera alone had (1 cm).
+        self.cnns = torch.nn.ModuleList(
+            [FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) for _ in range(n_cameras if film_cnn else 0)])
+        width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
+                         else (vc.hidden_size, vc.num_hidden_layers))
         self.film = InstructionFiLM(tc.hidden_size, width, layers, tc.num_attention_heads) if film or film_cnn else None
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image, in the output's image_keypoints
 
@@ -200,13 +205,18 @@ class EmbeddedBackbone(SmolVLMBackbone):
     def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output
-        modulated; and the CNN's keypoints (N, tokens, 2), None for the vision tower."""
-        x = pixels.flatten(0, 1)
-        film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
+        modulated; and the CNNs' keypoints (B * n_cams, tokens, 2), None for the vision tower."""
         points = None
-        if self.cnn is not None:
-            features, points = self.cnn(x, film)
+        if self.cnns:
+            if pixels.shape[1] != len(self.cnns):
+                raise ValueError(f"film_cnn was built for {len(self.cnns)} cameras, got {pixels.shape[1]}")
+            width = self.cnns[0].width
+            out = [cnn(pixels[:, c], film[..., c * width : (c + 1) * width]) for c, cnn in enumerate(self.cnns)]
+            features = torch.stack([f for f, _ in out], 1)  # (B, n_cams, tokens, hidden): camera-minor
+            points = torch.stack([p for _, p in out], 1).flatten(0, 1)
         else:
+            x = pixels.flatten(0, 1)
+            film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
             vision = self.model.model.vision_model
             side = x.shape[-1] // vision.config.patch_size
             h = vision.embeddings(pixel_values=x, patch_attention_mask=torch.ones(len(x), side, side, dtype=torch.bool,
@@ -232,7 +242,7 @@ def init_grid_positions(embeddings) -> None:
 
 
 def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompts: list[str] | None,
-          checkpoint: Path | None) -> SmolVLMBackbone:
+          checkpoint: Path | None, n_cameras: int = 1) -> SmolVLMBackbone:
     if cfg.text_tokenizer == "byt5":
         tok = ByT5Tokenizer()
     elif checkpoint is not None:
@@ -258,7 +268,7 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     model = model.to(torch_dtype(cfg.dtype))
     model.set_attn_implementation(cfg.attention)
     backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
-                                film=cfg.film, film_cnn=cfg.connector == "film_cnn")
+                                film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
