@@ -171,9 +171,10 @@ class EmbeddedBackbone(SmolVLMBackbone):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         vc, tc = model.config.vision_config, model.config.text_config
         # film_cnn: one CNN per camera (as robomimic's and Diffusion Policy's encoders are), each with its own
-        # FiLM channels; the vision tower is unused. Measured with the probe of cnn_probe.py: the scene and wrist
-        # cameras through one shared CNN had not found the named object after 750 steps (15 cm) where the scene
-        # camera alone had (1 cm).
+        # FiLM channels; the vision tower is unused. In the probe of cnn_probe.py, the scene and wrist cameras
+        # through one shared CNN had not found the named object after 750 steps (15 cm) where the scene camera
+        # alone had (1 cm); with a CNN each, the wrist keypoints still stopped it (VLAModel's head reads the first
+        # camera only).
         self.cnns = torch.nn.ModuleList(
             [FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) for _ in range(n_cameras if film_cnn else 0)])
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
