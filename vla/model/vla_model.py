@@ -63,10 +63,12 @@ class VLAConfig:
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
     state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
-    # Training: weight of an auxiliary loss in which the D prompt positions before the state tokens predict, over
-    # the state bins, the proprioceptive state at the end of the demonstration (where the hand ends up: on the
-    # named object for touch). It is read from the demonstration itself, so any dataset has it. The action loss
-    # alone lets a policy reach *some* object and ignore which one the words name (README, tabletop). 0: off.
+    # Training: weight of an auxiliary loss on where the demonstration ends (the hand on the named object, for
+    # touch). It is read from the demonstration itself, so any dataset has it. The action loss alone lets a policy
+    # reach *some* object and ignore which one the words name (README, tabletop). With a keypoint encoder
+    # (connector=film_cnn) an MLP on the first camera's keypoints predicts the displacement to the final state
+    # (MSE); otherwise the D prompt positions before the state tokens predict the final state over the state
+    # bins. Neither has yet made a touch policy pick the named object. 0: off.
     final_state_weight: float = 0.0
     # One MASK id per action slot (timestep x dimension) instead of one for all: a masked slot's input then
     # says which action it stands for, where with a single MASK only the rotary positions tell the slots apart.
