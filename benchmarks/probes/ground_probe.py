@@ -1,7 +1,8 @@
 """(v2: trained on and scored at the start of episodes) Can the VLA backbone ground at all? Supervised: (both cameras, state, instruction) -> the named object's table xy,
 read from the last prefix position by a linear head (or, with read=keypoints, by an MLP on the image keypoints'
-coordinates, as final_state_weight's head reads them), MSE, on the touch training store; error on held-out scenes.
-Usage: ground_probe.py STEPS [read=keypoints] [backbone overrides k=v ...]"""
+coordinates in the first camera, as final_state_weight's head reads them), MSE, on the touch training store; error on
+held-out scenes. schedule=constant keeps the learning rate at 1e-3 (default: one-cycle).
+Usage: ground_probe.py STEPS [read=keypoints] [schedule=constant] [backbone overrides k=v ...]"""
 import json
 import sys
 import time
@@ -22,6 +23,7 @@ steps = int(sys.argv[1])
 over = dict(a.split("=") for a in sys.argv[2:])
 over = {k: (v == "true" if v in ("true", "false") else v) for k, v in over.items()}
 read = over.pop("read", "prefix")
+schedule = over.pop("schedule", "one-cycle")
 torch.manual_seed(0)
 
 def others(store):
@@ -52,19 +54,20 @@ cfg = VLAConfig(backbone=BackboneConfig(**over))
 policy = VLAPolicy.create(cfg, train.schema, stats, train.tasks)
 model = policy.model
 if read == "keypoints":
-    head = torch.nn.Sequential(torch.nn.Linear(2 * len(train.schema.image_keys) * model.backbone.n_keypoints, 256),
+    head = torch.nn.Sequential(torch.nn.Linear(model.n_head_points, 256),
                                torch.nn.GELU(), torch.nn.Linear(256, 2))
 else:
     head = torch.nn.Linear(cfg.backbone.text_hidden, 2)
 params = list(model.parameters()) + list(head.parameters())
 opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95))
-sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)
+sched = (torch.optim.lr_scheduler.ConstantLR(opt, 1.0) if schedule == "constant" else
+         torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05))
 
 def predict(ds, idx):
     b = ds.get_batch(idx)
     prefix = model.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
     out = model.backbone(prefix)
-    return head(out["image_keypoints"] if read == "keypoints" else out.last_hidden_state[:, -1])
+    return head(out["image_keypoints"][:, : model.n_head_points] if read == "keypoints" else out.last_hidden_state[:, -1])
 
 rng = np.random.default_rng(0)
 t0 = time.time()
