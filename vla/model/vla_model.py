@@ -250,6 +250,10 @@ class VLAModel(torch.nn.Module):
         rows = self.backbone.output_weights(self.first_state_id, self.cfg.state_bins)
         return (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
 
+    def _displacement(self, run) -> torch.Tensor:
+        """(B, D) the keypoint head's predicted final state less the current one, normalized, from `_run`'s output."""
+        return self.heads["final_state"](run["image_keypoints"][:, : self.n_head_points]).float()
+
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(batch, P) bool: which action tokens are MASK in training. Each token with probability
@@ -303,8 +307,7 @@ class VLAModel(torch.nn.Module):
             final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(hidden.device)
             if "final_state" in self.heads:
                 now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(hidden.device)
-                out["final_state_loss"] = torch.nn.functional.mse_loss(
-                    self.heads["final_state"](run["image_keypoints"][:, : self.n_head_points]).float(), final - now)
+                out["final_state_loss"] = torch.nn.functional.mse_loss(self._displacement(run), final - now)
             else:
                 out["final_state_loss"] = self.state_tokenizer.soft_nll(
                     self._final_state_logits(hidden, action_ids.shape[1]), final).mean()
