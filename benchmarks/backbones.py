@@ -12,7 +12,9 @@ RSS, which includes ~0.5 GB of Python, torch and transformers; GPU: torch's peak
   one-line instruction; chunks of 8 actions x 4 dimensions.
 - ms_per_chunk: `predict_chunk` at batch 1, parallel decoding (one forward pass), the median of the timed
   repeats after a warm-up. Pretrained families infer in bf16, the embedded default in fp32 (its served dtype).
-  On a GPU it is also measured with `compile` (torch.compile, CUDA graphs) as `ms_per_chunk_compiled`.
+  On a GPU it is also measured with `compile` (torch.compile, CUDA graphs) as `ms_per_chunk_compiled`, in the
+  row of one mode per model (`--compiled-mode`): every mode serves the same architecture (LoRA rows are timed
+  merged), so one compile measures it and saves minutes of compiling.
   LoRA rows infer with the adapters merged, as a loaded checkpoint serves; `ms_per_chunk_unmerged` is before.
 - Training: AdamW steps on the trainable parameters under bf16 autocast (the trainer's precision on this CPU
   and on a GPU), batch `--batch-size`. Modes: full; frozen_vision; lora (rank 16); lora_gc (LoRA with
@@ -35,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +91,9 @@ def build_policy(model: str, mode: str, device: str):
         # path only marks the backbone as a pretrained family's; the random one built here is passed in
         cfg = VLAConfig(backbone=BackboneConfig(path="(random)", attention="sdpa", dtype=dtype, **MODES[mode]),
                         chunk_size=CHUNK)
-        backbone = random_backbone(PUBLISHED[model](), VLAModel.n_new_tokens(cfg, ACTION_DIM),
-                                   [VLAModel.prompt_text(INSTRUCTION)], dtype=dtype)
+        with torch.device(device):  # initialized where it runs: a 3B model's random init is minutes on a CPU
+            backbone = random_backbone(PUBLISHED[model](), VLAModel.n_new_tokens(cfg, ACTION_DIM),
+                                       [VLAModel.prompt_text(INSTRUCTION)], dtype=dtype)
         policy = VLAPolicy.create(cfg, schema_for(image), stats(), [INSTRUCTION], backbone=backbone)
     policy.model.to(device)
     return policy, image
@@ -166,7 +170,8 @@ def available_gb(device: str) -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
-def measure_row(model: str, mode: str, device: str, batch: int, steps: int, repeats: int, compile_: bool) -> dict:
+def measure_row(model: str, mode: str, device: str, batch: int, steps: int, repeats: int, compile_: bool,
+                compile_mode: str) -> dict:
     """One row, in this process (the parent runs each row in a fresh one)."""
     from vla.model.finetune import trainable_parameters
 
@@ -193,8 +198,14 @@ def measure_row(model: str, mode: str, device: str, batch: int, steps: int, repe
     row.update(params=total, trainable_params=trainable, ms_per_chunk=ms, train_samples_per_s=rate,
                peak_mem_gb=peak, inference_dtype=str(next(policy.model.parameters()).dtype).removeprefix("torch."))
     if compile_:
-        policy.model.backbone.compile()
-        row["ms_per_chunk_compiled"] = time_inference(policy, image, device, repeats)
+        policy.model.backbone.compile(mode=compile_mode)
+        row["compile_mode"] = compile_mode
+        try:
+            row["ms_per_chunk_compiled"] = time_inference(policy, image, device, repeats)
+        except Exception as error:  # noqa: BLE001 - compile errors share no base; reported in the row, the uncompiled figures stand
+            row["ms_per_chunk_compiled"] = None
+            row["compile_failed"] = f"{type(error).__name__}: {str(error)[:300]}"
+            traceback.print_exc()  # where it failed, in the log
     return row
 
 
@@ -204,20 +215,30 @@ def device_name(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def short_device(name: str) -> str:
+    return "CPU" if name.startswith("cpu") else "GPU"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     from vla.plots import plt
 
     done = [r for r in rows if r.get("train_samples_per_s")]
-    fig, (ax_ms, ax_rate) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax_ms, ax_rate) = plt.subplots(1, 2, figsize=(13, max(4.5, 0.25 * len(done))))
     firsts = {}
-    for r in done:
-        firsts.setdefault((r["model"], r["device"]), r)
-    labels = [f"{m}\n{d}" for m, d in firsts]
-    bars = ax_ms.barh(labels, [r["ms_per_chunk"] for r in firsts.values()], color="tab:blue")
+    for r in done:  # a model's inference once per device: its first row, or the one that also timed compiling
+        key = (r["model"], r["device"])
+        if key not in firsts or r.get("ms_per_chunk_compiled"):
+            firsts[key] = r
+    labels = [f"{m} ({short_device(d)})" for m, d in firsts]
+    bars = ax_ms.barh(labels, [r["ms_per_chunk"] for r in firsts.values()], color="tab:blue", label="eager")
     ax_ms.bar_label(bars, labels=[f"{r['ms_per_chunk']:.0f}" for r in firsts.values()])
+    compiled = [r.get("ms_per_chunk_compiled") or 0 for r in firsts.values()]
+    bars = ax_ms.barh(labels, compiled, color="tab:green", height=0.4, label="compiled (CUDA graphs)")
+    ax_ms.bar_label(bars, labels=[f"{c:.0f}" if c else "" for c in compiled], fontsize=7)
     ax_ms.set(xscale="log", xlabel="ms per chunk, batch 1, parallel decoding", title="inference")
+    ax_ms.legend(loc="lower right", fontsize=7)
     ax_ms.invert_yaxis()
-    labels = [f"{r['model']} {r['train_mode']}\n{r['device']}" for r in done]
+    labels = [f"{r['model']} {r['train_mode']} ({short_device(r['device'])})" for r in done]
     bars = ax_rate.barh(labels, [r["train_samples_per_s"] for r in done], color="tab:orange")
     ax_rate.bar_label(bars, labels=[f"{r['train_samples_per_s']:.2g}/s, {r['peak_mem_gb']:.1f} GB" for r in done],
                       fontsize=7)
@@ -250,13 +271,18 @@ def main() -> None:
                         "CPU and 8 on a GPU for the pretrained ones")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (default: CPU 2, GPU 10)")
     parser.add_argument("--repeats", type=int, default=None, help="timed inferences (default: CPU 3, GPU 20)")
+    parser.add_argument("--compiled-mode", default="full", help="the mode whose GPU row also times compiled "
+                        "inference")
+    parser.add_argument("--compile-mode", default="reduce-overhead", choices=["reduce-overhead", "default",
+                        "max-autotune-no-cudagraphs"], help="torch.compile's mode for the compiled inference")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row and print it as JSON
     args = parser.parse_args()
 
     if args.row:
         model, mode, device = args.row.split(":")
         print("ROW " + json.dumps(measure_row(model, mode, device, args.batch_size, args.steps, args.repeats,
-                                              compile_=device == "cuda")))
+                                              compile_=device == "cuda" and mode == args.compiled_mode,
+                                              compile_mode=args.compile_mode)))
         return
     models, modes = args.families.split(","), args.modes.split(",")
     for name, known in ((models, MODELS), (modes, MODES)):
@@ -268,6 +294,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.jsonl"
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
+    rows = [r for r in rows if not r.get("skipped", "").startswith("failed")]  # a failed row is measured again
     done = {(r["model"], r["train_mode"], r["device"].split()[0] == "cpu") for r in rows}
     t0 = time.time()
     for device in devices:
@@ -282,13 +309,16 @@ def main() -> None:
                 print(f"[{time.time() - t0:6.0f}s] {model} {mode} on {device} ...", flush=True)
                 done_proc = subprocess.run(
                     [sys.executable, __file__, "--row", f"{model}:{mode}:{device}", "--batch-size", str(batch),
-                     "--steps", str(steps), "--repeats", str(repeats)], capture_output=True, text=True, check=False)
+                     "--steps", str(steps), "--repeats", str(repeats), "--compiled-mode", args.compiled_mode,
+                     "--compile-mode", args.compile_mode],
+                    capture_output=True, text=True, check=False)
                 lines = [ln for ln in done_proc.stdout.splitlines() if ln.startswith("ROW ")]
                 if done_proc.returncode != 0 or not lines:
                     row = {"family": MODELS[model][0], "size": MODELS[model][1], "model": model,
                            "device": device, "train_mode": mode, "params": None, "ms_per_chunk": None,
                            "train_samples_per_s": None, "peak_mem_gb": None,
                            "skipped": f"failed (exit {done_proc.returncode}): {done_proc.stderr.strip()[-300:]}"}
+                    print(done_proc.stderr[-4000:], file=sys.stderr)  # the whole cause, in the log
                 else:
                     row = json.loads(lines[-1][4:])
                 rows.append(row)

@@ -175,6 +175,18 @@ def test_bf16_and_compiled_inference_agree_with_fp32(tmp_path):
         VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="fp8")
 
 
+@pytest.mark.parametrize("family", ["paligemma", "qwen2_5_vl"])
+def test_compiled_bf16_inference_agrees(family, tmp_path):
+    """Compiled as a GPU serves it: bf16 weights, step tokens (each enters as a mean of embedding rows, so the
+    model gets `inputs_embeds` and finds its image tokens by comparing embeddings)."""
+    write_tiny_backbone(family, tmp_path / "backbone")
+    make_policy(tmp_path / "backbone", step_tokens=True).save_pretrained(tmp_path / "ckpt")
+    obs = observations()
+    eager = VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="bfloat16").predict_chunk(obs)
+    compiled = VLAPolicy.from_pretrained(tmp_path / "ckpt", dtype="bfloat16", compile=True).predict_chunk(obs)
+    np.testing.assert_allclose(compiled, eager, atol=0.02)
+
+
 def test_lora_fine_tuning_through_the_trainer_resumes(tiny_store, tmp_path):
     """vla-train's loop with finetune=lora: AdamW holds only the trained parameters, and a resumed run
     restores that optimizer state and continues."""

@@ -242,16 +242,24 @@ class Backbone(torch.nn.Module):
                 "position_ids": inputs["position_ids"][..., -k:]}
 
     def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
-        run = self.__dict__.get("_compiled", self.model.model)
-        return run(**inputs, past_key_values=past_key_values, use_cache=use_cache)
+        return self.model.model(**inputs, past_key_values=past_key_values, use_cache=use_cache)
 
-    def compile(self, training: bool = False) -> None:
-        """torch.compile the model's forward. For inference on a GPU, mode "reduce-overhead" replays CUDA
-        graphs, which removes the per-kernel launch cost that dominates a small batch-1 forward. Each new
-        prompt length compiles once (parallel decoding has one shape per instruction length)."""
-        mode = "reduce-overhead" if self.model.device.type == "cuda" and not training else None
-        # Kept out of the module tree: registered as a submodule it would add its weights to the state dict twice.
-        self.__dict__["_compiled"] = torch.compile(self.model.model, mode=mode)
+    def compile(self, training: bool = False, mode: str | None = None) -> None:
+        """torch.compile, in place, the stacks that do the work (`compiled_parts`); the state dict is unchanged.
+        By default, for inference on a GPU, mode "reduce-overhead" replays CUDA graphs, which removes the
+        per-kernel launch cost that dominates a small batch-1 forward; `mode` names another of torch.compile's
+        modes. Each new prompt length compiles once (parallel decoding has one shape per instruction length)."""
+        if mode is None:
+            mode = "reduce-overhead" if self.model.device.type == "cuda" and not training else None
+        for part in self.compiled_parts():
+            part.compile(mode=mode)
+
+    def compiled_parts(self) -> list[torch.nn.Module]:
+        """The language model and the vision tower. The multimodal merge between them stays eager: it finds the
+        image tokens by comparing each input embedding with the image token's, and compiled, that comparison
+        can come out a bf16 rounding apart (Gemma scales its embedding by sqrt(hidden): PaliGemma-3B's
+        placeholder check failed compiled, on a GPU and in `test_compiled_inference_agrees`)."""
+        return [self.model.model.get_decoder(), *self.vision_tower()]
 
     def output_weights(self, first_id: int, count: int) -> torch.Tensor:
         """Rows of the LM head for ids [first_id, first_id + count): the only logits we ever need."""

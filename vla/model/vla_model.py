@@ -179,13 +179,15 @@ class VLAModel(torch.nn.Module):
         emb = self.backbone.model.get_input_embeddings().weight
         head = self.backbone.output_weights(self.first_action_id, self.n_action_ids)
         n_a, n_s, g = self.action_tokenizer.n_bins, self.cfg.state_bins, self.values_per_token
-        action_emb, action_head = ordinal_embedding(n_a, emb.shape[1], emb.std()), ordinal_embedding(n_a, head.shape[1], head.std())
+        # the features are built on the CPU and copied into rows wherever the backbone lives, so the scales go as floats
+        action_emb = ordinal_embedding(n_a, emb.shape[1], emb.std().item())
+        action_head = ordinal_embedding(n_a, head.shape[1], head.std().item())
         for i in range(g):
             order = torch.randperm(emb.shape[1], generator=torch.Generator().manual_seed(i)) if i else torch.arange(emb.shape[1])
             rows = slice(self.first_action_id + i * n_a, self.first_action_id + (i + 1) * n_a)
             emb[rows] = action_emb[:, order] * g**0.5
             head[i * n_a : (i + 1) * n_a] = action_head[:, order]
-        emb[self.first_state_id : self.first_state_id + n_s] = ordinal_embedding(n_s, emb.shape[1], emb.std())
+        emb[self.first_state_id : self.first_state_id + n_s] = ordinal_embedding(n_s, emb.shape[1], emb.std().item())
 
     def build_prefix(self, images: torch.Tensor, states: np.ndarray, tasks: list[str]) -> dict[str, torch.Tensor]:
         """images (B, n_cams, H, W, 3) uint8; states (B, D); tasks: B strings -> the backbone's prefix inputs:

@@ -203,6 +203,11 @@ class EmbeddedBackbone(SmolVLMBackbone):
             out["image_keypoints"] = points.reshape(len(pixels), -1)
         return out
 
+    def compiled_parts(self) -> list[torch.nn.Module]:
+        # The whole model, merge included, as benchmarks/train_speed.py measured it: its Llama embedding is not
+        # scaled, so the merge's comparison of embeddings is exact compiled too.
+        return [self.model.model]
+
     def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output

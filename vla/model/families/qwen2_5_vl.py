@@ -63,3 +63,8 @@ class Qwen25VLBackbone(Backbone):
     def vision_tower(self) -> list[torch.nn.Module]:
         visual = self.model.model.visual
         return [visual.patch_embed, visual.blocks]  # the merger is the projector: it still trains
+
+    def compiled_parts(self) -> list[torch.nn.Module]:
+        # The language model only: the vision blocks split their attention by data-dependent sequence lengths
+        # (cu_seqlens), which breaks the graph, and CUDA graphs failed on them on a GPU.
+        return [self.model.model.get_decoder()]

@@ -51,8 +51,11 @@ TINY = {
     "paligemma": lambda: PaliGemmaConfig(
         vision_config={"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
                        "num_hidden_layers": 1, "num_attention_heads": 1, "image_size": 28, "patch_size": 14,
-                       "projection_dim": 64},
-        text_config={"model_type": "gemma", **_TINY_TEXT}, image_token_index=TINY_VOCAB - 1, projection_dim=64),
+                       "projection_dim": 48},
+        # hidden 48: Gemma scales its embedding by sqrt(hidden), and only a scale that is not a power of two rounds
+        # in bf16, as the published model's does (compiled inference once failed on that rounding)
+        text_config={"model_type": "gemma", **_TINY_TEXT, "hidden_size": 48}, image_token_index=TINY_VOCAB - 1,
+        projection_dim=48),
     "qwen2_5_vl": lambda: Qwen2_5_VLConfig(
         vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 1, "out_hidden_size": 64,
                        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
