@@ -1,7 +1,9 @@
 """Is "where is the named object" learnable from this data at all? A small from-scratch CNN with FiLM from a
 bag of the instruction's words (the classic language-conditioned BC encoder: BC-Z / RT-1 style) and a spatial
 softmax, trained with MSE on the first 5 frames of each demo (scene camera only), scored on the first frame of
-the 40 held-out scenes. Usage: cnn_probe.py STEPS"""
+the 40 held-out scenes. Usage: cnn_probe.py STEPS [gn=true] [beta2=0.95]
+gn=true: group norm (affine=False) before each FiLM, as the policy's FilmCNN; beta2: AdamW's (default 0.999;
+the trainer's is 0.95)."""
 import json
 import sys
 import time
@@ -15,6 +17,8 @@ from vla.envs.tabletop.env import sample_episode
 
 torch.manual_seed(0)
 steps = int(sys.argv[1])
+opts = dict(a.split("=") for a in sys.argv[2:])
+group_norm, beta2 = opts.get("gn") == "true", float(opts.get("beta2", 0.999))
 def load(path, k):
     st = EpisodeStore.open(path)
     starts = np.concatenate([[0], st.episode_ends[:-1]])
@@ -42,6 +46,8 @@ class Net(nn.Module):
     def __init__(self, c=32):
         super().__init__()
         self.convs = nn.ModuleList([nn.Conv2d(3, c, 5, 2, 2), nn.Conv2d(c, c, 3, 1, 1), nn.Conv2d(c, c, 3, 1, 1), nn.Conv2d(c, c, 3, 1, 1)])
+        self.norms = nn.ModuleList([nn.GroupNorm(8, c, affine=False) if group_norm else nn.Identity()
+                                    for _ in self.convs])
         self.film = nn.Linear(len(vocab), 2 * c * len(self.convs))
         nn.init.zeros_(self.film.weight); nn.init.zeros_(self.film.bias)
         self.keys = nn.Conv2d(c, 8, 1)
@@ -50,8 +56,8 @@ class Net(nn.Module):
     def forward(self, img, words):
         x = img.permute(0, 3, 1, 2).float() / 127.5 - 1
         f = self.film(words).view(len(img), len(self.convs), 2, self.c)
-        for i, conv in enumerate(self.convs):
-            x = torch.relu(conv(x) * (1 + f[:, i, 0, :, None, None]) + f[:, i, 1, :, None, None])
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = torch.relu(norm(conv(x)) * (1 + f[:, i, 0, :, None, None]) + f[:, i, 1, :, None, None])
         logits = self.keys(x).flatten(2)  # (B, 8, HW)
         h, w = x.shape[-2:]
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
@@ -59,7 +65,7 @@ class Net(nn.Module):
         kp = logits.softmax(-1) @ grid  # (B, 8, 2)
         return self.out(kp.flatten(1))
 net = Net()
-opt = torch.optim.AdamW(net.parameters(), 1e-3)
+opt = torch.optim.AdamW(net.parameters(), 1e-3, betas=(0.9, beta2))
 rng = np.random.default_rng(0)
 t0 = time.time()
 for s in range(steps):

@@ -1,8 +1,9 @@
 """(v2: trained on and scored at the start of episodes) Can the VLA backbone ground at all? Supervised: (both cameras, state, instruction) -> the named object's table xy,
 read from the last prefix position by a linear head (or, with read=keypoints, by an MLP on the image keypoints'
 coordinates in the first camera, as final_state_weight's head reads them), MSE, on the touch training store; error on
-held-out scenes. schedule=constant keeps the learning rate at 1e-3 (default: one-cycle).
-Usage: ground_probe.py STEPS [read=keypoints] [schedule=constant] [backbone overrides k=v ...]"""
+held-out scenes. schedule=constant keeps the learning rate at 1e-3 (default: one-cycle); beta2 is AdamW's (default
+0.95, the trainer's).
+Usage: ground_probe.py STEPS [read=keypoints] [schedule=constant] [beta2=0.999] [backbone overrides k=v ...]"""
 import json
 import sys
 import time
@@ -24,6 +25,7 @@ over = dict(a.split("=") for a in sys.argv[2:])
 over = {k: (v == "true" if v in ("true", "false") else v) for k, v in over.items()}
 read = over.pop("read", "prefix")
 schedule = over.pop("schedule", "one-cycle")
+beta2 = float(over.pop("beta2", 0.95))
 torch.manual_seed(0)
 
 def others(store):
@@ -59,7 +61,7 @@ if read == "keypoints":
 else:
     head = torch.nn.Linear(cfg.backbone.text_hidden, 2)
 params = list(model.parameters()) + list(head.parameters())
-opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95))
+opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, beta2))
 sched = (torch.optim.lr_scheduler.ConstantLR(opt, 1.0) if schedule == "constant" else
          torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05))
 
