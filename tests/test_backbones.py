@@ -290,15 +290,14 @@ def test_film_conditions_the_vision_tower_on_the_instruction_and_is_kept_by_the_
     np.testing.assert_allclose(policy.predict_chunk(obs), expected, atol=1e-5)
     backbone.film = film
     with torch.no_grad():
-        film.out.weight.normal_(std=0.5)
+        film.table.weight.normal_(std=0.5)
     prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
                                        obs["observation.state"], [TASKS[0], TASKS[0]])
-    words = prefix["input_ids"][prefix["text_mask"]].tolist()
-    assert words == policy.model.text_ids(TASKS[0]) * 2  # the mask covers the instruction and nothing else
+    ids = prefix["instruction_ids"]
+    assert ids[ids >= 0].tolist() == policy.model.text_ids(TASKS[0]) * 2  # the instruction and nothing else
     pixels = prefix["pixel_values"][:1]
-    embed = backbone.model.get_input_embeddings()
-    by_task = [backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), prefix["text_mask"][:1]))[0],
-               backbone.image_features(pixels, film(embed(prefix["input_ids"][:1]), torch.zeros_like(prefix["text_mask"][:1])))[0]]
+    by_task = [backbone.image_features(pixels, film(ids[:1]))[0],
+               backbone.image_features(pixels, film(torch.full_like(ids[:1], -1)))[0]]
     assert not torch.allclose(*by_task)  # the same image, other words: other image tokens
     loaded = reloaded_predicts_alike(policy, tmp_path / "ckpt", obs)
     assert loaded.model.backbone.film is not None
@@ -312,17 +311,17 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     policy = tiny_embedded_policy(connector="film_cnn")
     backbone, obs = policy.model.backbone, observations()
     cnn = backbone.cnns[0]  # one per camera
-    assert len(backbone.cnns) == 1 and backbone.film.out.out_features == 2 * len(cnn.convs) * cnn.width
+    assert len(backbone.cnns) == 1 and backbone.film.table.embedding_dim == 2 * len(cnn.convs) * cnn.width
     with torch.no_grad():
-        backbone.film.out.weight.normal_(std=0.5)
+        backbone.film.table.weight.normal_(std=0.5)
     prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
                                        obs["observation.state"], obs["task"])
-    embed = backbone.model.get_input_embeddings()(prefix["input_ids"])
-    tokens, points = backbone.image_features(prefix["pixel_values"], backbone.film(embed, prefix["text_mask"]))
+    film = backbone.film(prefix["instruction_ids"])
+    tokens, points = backbone.image_features(prefix["pixel_values"], film)
     assert tokens.shape == (2 * backbone.image_seq_len, backbone.model.config.text_config.hidden_size)
     assert points.shape == (2, backbone.n_keypoints, 2) and points.abs().max() <= 1  # grid coordinates
     same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1),
-                                         backbone.film(embed, prefix["text_mask"]))[0].view(2, -1)
+                                         film)[0].view(2, -1)
     assert not torch.allclose(same_image[0], same_image[1])  # two instructions, one image: other tokens
     assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
 
