@@ -8,7 +8,8 @@ keypoints, first 5 frames of each demo, scored on the first frame of the 40 held
   film=mean    a zero-initialized linear map of the mean of the instruction's token embeddings;
   film=mean_ln the same, each embedding layer-normalized before the mean.
 The pixels are the policy's own (`build_prefix`'s pixel_values). AdamW lr 1e-3, betas (0.9, 0.95), constant.
-Usage: encoder_bisect.py STEPS film=bow|policy"""
+precision=bf16 runs the forward under bf16 autocast, as the trainer does on a CPU with bf16 (default fp32).
+Usage: encoder_bisect.py STEPS film=bow|policy|mean|mean_ln [precision=bf16]"""
 import json
 import sys
 import time
@@ -27,7 +28,8 @@ from vla.policies.vla_policy import VLAPolicy
 from vla.schema import ACTION_KEY, STATE_KEY
 
 steps = int(sys.argv[1])
-film_source = dict(a.split("=") for a in sys.argv[2:]).get("film", "policy")
+opts = dict(a.split("=") for a in sys.argv[2:])
+film_source, bf16 = opts.get("film", "policy"), opts.get("precision") == "bf16"
 torch.manual_seed(0)
 
 
@@ -97,16 +99,18 @@ t0 = time.time()
 for s in range(steps):
     idx = first_t[rng.integers(0, len(first_t), 32)]
     y = torch.from_numpy((xy_t[ds_t.episode_of_frame[idx]] - mu) / sd)
-    loss = nn.functional.mse_loss(predict(ds_t, idx), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        pred = predict(ds_t, idx)
+    loss = nn.functional.mse_loss(pred.float(), y)
     opt.zero_grad()
     loss.backward()
     opt.step()
     if s % 250 == 0 or s == steps - 1:
-        with torch.no_grad():
-            pred = predict(ds_h, first_h).numpy() * sd + mu
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = predict(ds_h, first_h).float().numpy() * sd + mu
         err = np.linalg.norm(pred - xy_h, axis=1)
         nearest_other = np.linalg.norm(pred[:, None] - others_h, axis=2).min(1)
-        print(json.dumps({"step": s, "film": film_source, "train_loss": round(loss.item(), 4),
+        print(json.dumps({"step": s, "film": film_source, "bf16": bf16, "train_loss": round(loss.item(), 4),
                           "heldout_err_cm": round(100 * float(np.median(err)), 2),
                           "nearer_named": round(float((err < nearest_other).mean()), 3), "t": round(time.time() - t0)}),
               flush=True)

@@ -20,7 +20,7 @@ with torch.no_grad():
     masks = m.masks(len(starts))
     run = m._run(prefix, masks)
     if "final_state" in m.heads:
-        normalized = m._displacement(run).numpy() + m.state_tokenizer.normalize(b[STATE_KEY])
+        normalized = m._displacement(run, b[STATE_KEY]).numpy() + m.state_tokenizer.normalize(b[STATE_KEY])
     else:
         normalized = m._final_state_logits(run.last_hidden_state, masks.shape[1]).softmax(-1).numpy() @ m.state_tokenizer.bin_centers()
 pred = m.state_tokenizer.unnormalize(normalized)[:, :2]

@@ -134,11 +134,14 @@ class VLAModel(torch.nn.Module):
         # - The first camera only (the fixed scene camera of the tabletop suite): in a probe, adding the wrist
         #   camera's keypoints to the head's input, even from a CNN of its own, kept it from finding the named
         #   object (16.4 cm after 1000 steps, against 1.4 cm without them).
+        # - The current state beside the keypoints, so that the head need not find the hand in the image to
+        #   subtract it: only where the demonstration ends.
         self.heads = torch.nn.ModuleDict()
         self.n_head_points = 2 * getattr(backbone, "n_keypoints", 0)
         if cfg.final_state_weight > 0 and self.n_head_points:
             self.heads["final_state"] = torch.nn.Sequential(
-                torch.nn.Linear(self.n_head_points, 256), torch.nn.GELU(), torch.nn.Linear(256, len(state_low)))
+                torch.nn.Linear(self.n_head_points + len(state_low), 256), torch.nn.GELU(),
+                torch.nn.Linear(256, len(state_low)))
         self._text_ids: dict[str, list[int]] = {}
         self.text_length = 0  # pad every prompt's text to at least this many ids (the trainer's fixed shapes)
 
@@ -252,9 +255,12 @@ class VLAModel(torch.nn.Module):
         rows = self.backbone.output_weights(self.first_state_id, self.cfg.state_bins)
         return (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
 
-    def _displacement(self, run) -> torch.Tensor:
-        """(B, D) the keypoint head's predicted final state less the current one, normalized, from `_run`'s output."""
-        return self.heads["final_state"](run["image_keypoints"][:, : self.n_head_points]).float()
+    def _displacement(self, run, state: np.ndarray) -> torch.Tensor:
+        """(B, D) the keypoint head's predicted final state less the current one `state` (B, D), normalized, from
+        `_run`'s output."""
+        points = run["image_keypoints"][:, : self.n_head_points]
+        now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(points)
+        return self.heads["final_state"](torch.cat([points, now], 1)).float()
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -309,7 +315,7 @@ class VLAModel(torch.nn.Module):
             final = torch.from_numpy(self.state_tokenizer.normalize(final_state)).to(hidden.device)
             if "final_state" in self.heads:
                 now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(hidden.device)
-                out["final_state_loss"] = torch.nn.functional.mse_loss(self._displacement(run), final - now)
+                out["final_state_loss"] = torch.nn.functional.mse_loss(self._displacement(run, state), final - now)
             else:
                 out["final_state_loss"] = self.state_tokenizer.soft_nll(
                     self._final_state_logits(hidden, action_ids.shape[1]), final).mean()
