@@ -71,21 +71,26 @@ def test_final_state_loss_learns_where_each_episode_ends(tiny_store, tmp_path):
 
 def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path):
     """With a keypoint encoder (connector=film_cnn), final_state_weight trains an MLP on the keypoints'
-    coordinates; the checkpoint keeps it under "heads." and names it when it is missing."""
+    coordinates, on a batch of episodes' first frames; the checkpoint keeps it under "heads." and names it when
+    it is missing."""
     out = tmp_path / "heads"
     model = tiny_model_config(final_state_weight=1.0)
     model.backbone.connector = "film_cnn"
     train(dataclasses.replace(config(tiny_store, out, 2, shift_pixels=0, save_every=2), model=model))
     assert "final_state_loss" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     policy = VLAPolicy.from_pretrained(out)
-    source = open_source(tiny_store)
-    batch = ChunkDataset(source, 4).get_batch(np.arange(0, source.episode_ends[-1], 10))
+    dataset = ChunkDataset(open_source(tiny_store), 4)
+    starts = np.flatnonzero(np.arange(len(dataset)) == dataset.episode_start)
+    assert set(dataset.first_frames(2)) == set(starts) | set(starts + 1)  # each episode's first two frames
+    batch = dataset.get_batch(dataset.first_frames(2))
     prefix = policy.model.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY])
     target = torch.from_numpy(policy.model.action_tokenizer.normalize(batch[ACTION_KEY]).reshape(len(prefix["input_ids"]), -1))
     optimizer, losses = torch.optim.Adam(policy.model.parameters(), 1e-3), []
-    for _ in range(20):  # the head fits where the demonstration still goes, from the keypoints alone
-        loss = policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool), final_state=batch["final_state"],
-                            state=batch[STATE_KEY])["final_state_loss"]
+    with pytest.raises(ValueError, match="needs a batch of first frames"):
+        policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool))
+    for _ in range(20):  # the head fits where the demonstration still goes, from the keypoints and the state
+        loss = policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool),
+                            first_frames=(prefix, batch[STATE_KEY], batch["final_state"]))["final_state_loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -180,14 +180,21 @@ def train(cfg: TrainConfig) -> Path:
     # In memory, a batch is a few gathers (~1 ms) and worker processes would only add IPC; streamed from
     # disk, two workers keep decompression off the training process (benchmarks/data_loading.py).
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if dataset.in_memory else 2)
+    # A keypoint head learns from a batch of episodes' first frames of its own (VLAConfig.final_state_frames).
+    anchors = dataset.first_frames(cfg.model.final_state_frames) if "final_state" in core.heads else None
     for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         prefix = core.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY])
         target = torch.from_numpy(tok.normalize(batch[ACTION_KEY]).reshape(cfg.batch_size, -1))
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
+        first_frames = None
+        if anchors is not None:
+            first = dataset.get_batch(np.random.default_rng(gen.initial_seed()).choice(anchors, cfg.batch_size))
+            first_frames = (core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY]),
+                            first[STATE_KEY], first["final_state"])
         with accelerator.autocast():
             result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
-                           generator=gen, final_state=batch["final_state"], state=batch[STATE_KEY])
+                           generator=gen, final_state=batch["final_state"], first_frames=first_frames)
         accelerator.backward(result["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

@@ -17,11 +17,11 @@ starts = np.concatenate([[0], store.episode_ends[:-1]])
 b = ds.get_batch(starts)  # each episode's first frame
 with torch.no_grad():
     prefix = m.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
-    masks = m.masks(len(starts))
-    run = m._run(prefix, masks)
     if "final_state" in m.heads:
-        normalized = m._displacement(run, b[STATE_KEY]).numpy() + m.state_tokenizer.normalize(b[STATE_KEY])
+        normalized = m.displacement(prefix, b[STATE_KEY]).numpy() + m.state_tokenizer.normalize(b[STATE_KEY])
     else:
+        masks = m.masks(len(starts))
+        run = m._run(prefix, masks)
         normalized = m._final_state_logits(run.last_hidden_state, masks.shape[1]).softmax(-1).numpy() @ m.state_tokenizer.bin_centers()
 pred = m.state_tokenizer.unnormalize(normalized)[:, :2]
 named, other = [], []

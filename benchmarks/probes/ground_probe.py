@@ -68,8 +68,9 @@ sched = (torch.optim.lr_scheduler.ConstantLR(opt, 1.0) if schedule == "constant"
 def predict(ds, idx):
     b = ds.get_batch(idx)
     prefix = model.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
-    out = model.backbone(prefix)
-    return head(out["image_keypoints"][:, : model.n_head_points] if read == "keypoints" else out.last_hidden_state[:, -1])
+    if read == "keypoints":
+        return head(model.backbone.image_keypoints(prefix)[:, : model.n_head_points])
+    return head(model.backbone(prefix).last_hidden_state[:, -1])
 
 rng = np.random.default_rng(0)
 t0 = time.time()

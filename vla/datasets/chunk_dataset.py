@@ -59,6 +59,11 @@ class ChunkDataset(torch.utils.data.Dataset):
         self.episode_of_frame = np.repeat(np.arange(len(ends)), lengths)
         self.episode_end = np.repeat(ends, lengths)  # exclusive end of each frame's episode
         self.task_of_episode = source.episode_tasks()
+        self.episode_start = np.repeat(starts, lengths)
+
+    def first_frames(self, n: int) -> np.ndarray:
+        """The indices of each episode's first n frames (all of a shorter episode's)."""
+        return np.flatnonzero(np.arange(len(self.state)) - self.episode_start < n)
 
     def __len__(self) -> int:
         return len(self.state)

@@ -181,7 +181,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
         self.film = InstructionFiLM(width, layers) if film or film_cnn else None
-        self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image, in the output's image_keypoints
+        self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image, in `image_keypoints`
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
         inputs = super().prefix(images, texts, tails, text_length)
@@ -195,14 +195,16 @@ class EmbeddedBackbone(SmolVLMBackbone):
             return super().forward({k: v for k, v in inputs.items() if k != "instruction_ids"}, past_key_values,
                                    use_cache)
         inputs = dict(inputs)
-        film = self.film(inputs.pop("instruction_ids"))
-        pixels = inputs.pop("pixel_values")
-        features, points = self.image_features(pixels, film)
+        features, _ = self.image_features(inputs.pop("pixel_values"), self.film(inputs.pop("instruction_ids")))
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
-        out = super().forward(inputs, past_key_values, use_cache)
-        if points is not None:  # (B, n_cams * tokens * 2): what a keypoint head reads (VLAModel, final_state_weight)
-            out["image_keypoints"] = points.reshape(len(pixels), -1)
-        return out
+        return super().forward(inputs, past_key_values, use_cache)
+
+    def image_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A prefix's (B, n_cams * tokens * 2) keypoint coordinates, camera-major, from the FiLM CNNs alone
+        (what VLAModel's keypoint head reads)."""
+        pixels = inputs["pixel_values"]
+        _, points = self.image_features(pixels, self.film(inputs["instruction_ids"]))
+        return points.reshape(len(pixels), -1)
 
     def compiled_parts(self) -> list[torch.nn.Module]:
         # The whole model, merge included, as benchmarks/train_speed.py measured it: its Llama embedding is not
