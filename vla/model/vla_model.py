@@ -68,8 +68,9 @@ class VLAConfig:
     # reach *some* object and ignore which one the words name (README, tabletop). With a keypoint encoder
     # (connector=film_cnn) an MLP on the first camera's keypoints predicts the displacement to the final state
     # (MSE), trained on a batch of episodes' first frames of its own (`final_state_frames`); otherwise the D
-    # prompt positions before the state tokens predict the final state over the state bins. Neither has yet made
-    # a touch policy pick the named object. 0: off.
+    # prompt positions before the state tokens predict the final state over the state bins. The keypoint head
+    # at 10 took a touch policy from chance to 92% on seen scenes (README, tabletop); the prompt-position loss
+    # did not move it. 0: off.
     final_state_weight: float = 0.0
     # The keypoint head learns from each episode's first N frames only (the trainer draws a batch of them each
     # step, beside the action batch). Later in an episode the hand's own position says where it is heading: a

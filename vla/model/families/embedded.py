@@ -140,8 +140,8 @@ class FilmCNN(torch.nn.Module):
     pixels wide spans 3 cells of the grid instead of a fraction of one 12-pixel patch, and the words select its
     color and shape per cell before anything is pooled. On the tabletop's touch data, a probe built like it
     (benchmarks/probes/cnn_probe.py) learns where the named object is, to about 1 cm on new scenes within 1500
-    steps, where the ViT with FiLM does not. As a policy's encoder it has not yet learned it from the action
-    loss alone (README, tabletop)."""
+    steps, where the ViT with FiLM does not. As a policy's encoder it learns it from VLAModel's keypoint head
+    (`final_state_weight`), not from the action loss alone (README, tabletop)."""
 
     def __init__(self, text_hidden: int, image_size: int, n_tokens: int, width: int = 32, layers: int = 4):
         super().__init__()
