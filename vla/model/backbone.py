@@ -258,7 +258,7 @@ class Backbone(torch.nn.Module):
         """The language model and the vision tower. The multimodal merge between them stays eager: it finds the
         image tokens by comparing each input embedding with the image token's, and compiled, that comparison
         can come out a bf16 rounding apart (Gemma scales its embedding by sqrt(hidden): PaliGemma-3B's
-        placeholder check failed compiled, on a GPU and in `test_compiled_inference_agrees`)."""
+        placeholder check failed compiled, on a GPU and in `test_compiled_bf16_inference_agrees`)."""
         return [self.model.model.get_decoder(), *self.vision_tower()]
 
     def output_weights(self, first_id: int, count: int) -> torch.Tensor:
