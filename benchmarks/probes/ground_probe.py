@@ -69,7 +69,7 @@ def predict(ds, idx):
     b = ds.get_batch(idx)
     prefix = model.build_prefix(torch.from_numpy(b["images"]), b[STATE_KEY], b["task"])
     if read == "keypoints":
-        return head(model.backbone.image_keypoints(prefix)[:, : model.n_head_points])
+        return head(model.backbone.first_camera_keypoints(prefix))
     return head(model.backbone(prefix).last_hidden_state[:, -1])
 
 rng = np.random.default_rng(0)

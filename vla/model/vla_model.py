@@ -267,7 +267,7 @@ class VLAModel(torch.nn.Module):
     def displacement(self, prefix: dict[str, torch.Tensor], state: np.ndarray) -> torch.Tensor:
         """(B, D) the keypoint head's predicted final state less the current one `state` (B, D), normalized: the
         image encoder alone runs, not the language model."""
-        points = self.backbone.image_keypoints(prefix)[:, : self.n_head_points]
+        points = self.backbone.first_camera_keypoints(prefix)
         now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(points)
         return self.heads["final_state"](torch.cat([points, now], 1)).float()
 

@@ -181,7 +181,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
         self.film = InstructionFiLM(width, layers) if film or film_cnn else None
-        self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image, in `image_keypoints`
+        self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
         inputs = super().prefix(images, texts, tails, text_length)
@@ -199,12 +199,12 @@ class EmbeddedBackbone(SmolVLMBackbone):
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
         return super().forward(inputs, past_key_values, use_cache)
 
-    def image_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A prefix's (B, n_cams * tokens * 2) keypoint coordinates, camera-major, from the FiLM CNNs alone
-        (what VLAModel's keypoint head reads)."""
-        pixels = inputs["pixel_values"]
-        _, points = self.image_features(pixels, self.film(inputs["instruction_ids"]))
-        return points.reshape(len(pixels), -1)
+    def first_camera_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A prefix's (B, tokens * 2) keypoint coordinates in the first camera, from its FiLM CNN alone (what
+        VLAModel's keypoint head reads; the other cameras' CNNs are not run)."""
+        cnn = self.cnns[0]
+        _, points = cnn(inputs["pixel_values"][:, 0], self.film(inputs["instruction_ids"])[..., : cnn.width])
+        return points.flatten(1)
 
     def compiled_parts(self) -> list[torch.nn.Module]:
         # The whole model, merge included, as benchmarks/train_speed.py measured it: its Llama embedding is not
