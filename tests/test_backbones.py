@@ -296,8 +296,8 @@ def test_film_conditions_the_vision_tower_on_the_instruction_and_is_kept_by_the_
     ids = prefix["instruction_ids"]
     assert ids[ids >= 0].tolist() == policy.model.text_ids(TASKS[0]) * 2  # the instruction and nothing else
     pixels = prefix["pixel_values"][:1]
-    by_task = [backbone.image_features(pixels, film(ids[:1]))[0],
-               backbone.image_features(pixels, film(torch.full_like(ids[:1], -1)))[0]]
+    by_task = [backbone.image_features(pixels, film(ids[:1])),
+               backbone.image_features(pixels, film(torch.full_like(ids[:1], -1)))]
     assert not torch.allclose(*by_task)  # the same image, other words: other image tokens
     loaded = reloaded_predicts_alike(policy, tmp_path / "ckpt", obs)
     assert loaded.model.backbone.film is not None
@@ -317,11 +317,11 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     prefix = policy.model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
                                        obs["observation.state"], obs["task"])
     film = backbone.film(prefix["instruction_ids"])
-    tokens, points = backbone.image_features(prefix["pixel_values"], film)
+    tokens = backbone.image_features(prefix["pixel_values"], film)
+    points = backbone.first_camera_keypoints(prefix)
     assert tokens.shape == (2 * backbone.image_seq_len, backbone.model.config.text_config.hidden_size)
-    assert points.shape == (2, backbone.n_keypoints, 2) and points.abs().max() <= 1  # grid coordinates
-    same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1),
-                                         film)[0].view(2, -1)
+    assert points.shape == (2, backbone.n_keypoints * 2) and points.abs().max() <= 1  # grid coordinates
+    same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1), film).view(2, -1)
     assert not torch.allclose(same_image[0], same_image[1])  # two instructions, one image: other tokens
     assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
 

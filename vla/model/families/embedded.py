@@ -195,7 +195,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
             return super().forward({k: v for k, v in inputs.items() if k != "instruction_ids"}, past_key_values,
                                    use_cache)
         inputs = dict(inputs)
-        features, _ = self.image_features(inputs.pop("pixel_values"), self.film(inputs.pop("instruction_ids")))
+        features = self.image_features(inputs.pop("pixel_values"), self.film(inputs.pop("instruction_ids")))
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
         return super().forward(inputs, past_key_values, use_cache)
 
@@ -211,18 +211,16 @@ class EmbeddedBackbone(SmolVLMBackbone):
         # scaled, so the merge's comparison of embeddings is exact compiled too.
         return [self.model.model]
 
-    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output
-        modulated; and the CNNs' keypoints (B * n_cams, tokens, 2), None for the vision tower."""
-        points = None
+        modulated."""
         if self.cnns:
             if pixels.shape[1] != len(self.cnns):
                 raise ValueError(f"film_cnn was built for {len(self.cnns)} cameras, got {pixels.shape[1]}")
             width = self.cnns[0].width
-            out = [cnn(pixels[:, c], film[..., c * width : (c + 1) * width]) for c, cnn in enumerate(self.cnns)]
-            features = torch.stack([f for f, _ in out], 1)  # (B, n_cams, tokens, hidden): camera-minor
-            points = torch.stack([p for _, p in out], 1).flatten(0, 1)
+            features = torch.stack([cnn(pixels[:, c], film[..., c * width : (c + 1) * width])[0]
+                                    for c, cnn in enumerate(self.cnns)], 1)  # (B, n_cams, tokens, hidden)
         else:
             x = pixels.flatten(0, 1)
             film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
@@ -234,7 +232,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
                 h = layer(h, attention_mask=None)
                 h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
             features = self.model.model.connector(vision.post_layernorm(h))
-        return features.reshape(-1, features.shape[-1]), points
+        return features.reshape(-1, features.shape[-1])
 
 
 @torch.no_grad()
