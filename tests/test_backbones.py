@@ -13,6 +13,7 @@ from tiny_backbones import FAMILIES, write_tiny_backbone
 
 from vla.envs.metaworld import metaworld_schema
 from vla.model.backbone import Backbone, BackboneConfig
+from vla.model.families.embedded import InstructionFiLM
 from vla.model.finetune import trainable_parameters
 from vla.model.vla_model import VLAConfig
 from vla.policies.protocol import batch_observation
@@ -324,6 +325,24 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     same_image = backbone.image_features(prefix["pixel_values"][:1].expand(2, -1, -1, -1, -1), film).view(2, -1)
     assert not torch.allclose(same_image[0], same_image[1])  # two instructions, one image: other tokens
     assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
+
+
+def test_film_bigram_dropout_leaves_out_some_instructions_bigrams_in_training_only():
+    film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5)
+    with torch.no_grad():
+        film.table.weight.normal_()
+    ids = torch.tensor([[5, 6, 7, -1]] * 64)  # one instruction: 3 unigrams, 2 bigrams
+    unigrams_only = InstructionFiLM(vision_hidden=4, n_layers=1)
+    unigrams_only.table.weight = film.table.weight
+    unigrams = unigrams_only(torch.tensor([[5, -1, 6, -1, 7]]))  # the same unigrams, no pair adjacent
+    torch.manual_seed(0)
+    trained = film.train()(ids)
+    dropped = torch.isclose(trained, unigrams).flatten(1).all(1)
+    assert 10 < dropped.sum() < 54  # about half, with no other change
+    assert torch.allclose(trained[~dropped], film.eval()(ids)[~dropped])  # the rest keep their bigrams
+    assert not torch.allclose(film.eval()(ids)[0], unigrams[0])
+    with pytest.raises(ValueError, match="film_bigram_dropout must be in"):
+        BackboneConfig(film_bigram_dropout=1.0)
 
 
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):

@@ -86,6 +86,10 @@ class BackboneConfig:
     # is scaled and shifted by a function of the instruction's words (FiLM; families/embedded.py). False: the
     # image tokens are computed without the words, which only the language model then relates to them.
     film: bool = False
+    # In training, the share of instructions whose bigrams the FiLM leaves out (families/embedded.py,
+    # InstructionFiLM). A color-shape pair never named in training is a bigram never trained: its row is zero,
+    # and the unigrams alone must pick the object. Left out half the time, they learn to.
+    film_bigram_dropout: float = 0.0
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -113,6 +117,8 @@ class BackboneConfig:
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         torch_dtype(self.dtype)
+        if not 0.0 <= self.film_bigram_dropout < 1.0:
+            raise ValueError(f"film_bigram_dropout must be in [0, 1), got {self.film_bigram_dropout}")
         if self.text_mlp_ratio <= 0:
             raise ValueError(f"text_mlp_ratio must be > 0, got {self.text_mlp_ratio}")
         if self.lora_rank < 1:
