@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_model_config
 from safetensors.torch import load_file, save_file
 
-from vla.datasets.chunk_dataset import ChunkDataset, open_source
+from vla.datasets.chunk_dataset import ChunkDataset, gripper_keyframes, open_source
 from vla.policies.vla_policy import CheckpointError, VLAPolicy
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 from vla.train import TrainConfig, train
@@ -69,12 +69,22 @@ def test_final_state_loss_learns_where_each_episode_ends(tiny_store, tmp_path):
         tiny_model_config(final_state_weight=-1.0)
 
 
-def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path):
+def test_gripper_keyframes_are_each_episodes_first_gripper_change():
+    action = np.zeros((8, 4), np.float32)
+    action[:, 3] = [-1, -1, 1, 1, -1, -1, -1, -1]  # episode 0 closes at frame 2; episode 1 (4-7) never changes
+    starts, ends = np.array([0, 4]), np.array([4, 8])
+    names = ("dx", "dy", "dz", "gripper")
+    assert gripper_keyframes(action, names, starts, ends).tolist() == [2, 7]  # 1's first frame differs from 0's last
+    assert gripper_keyframes(action, ("a", "b", "c", "d"), starts, ends).tolist() == [3, 7]  # no gripper: the end
+
+
+@pytest.mark.parametrize("keyframe", [False, True])
+def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path, keyframe):
     """With a keypoint encoder (connector=film_cnn), final_state_weight trains an MLP on the keypoints'
-    coordinates, on a batch of episodes' first frames; the checkpoint keeps it under "heads." and names it when
-    it is missing."""
+    coordinates, on a batch of episodes' first frames (with final_state_keyframe, toward the gripper keyframe
+    too); the checkpoint keeps it under "heads." and names it when it is missing."""
     out = tmp_path / "heads"
-    model = tiny_model_config(final_state_weight=1.0)
+    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=keyframe)
     model.backbone.connector = "film_cnn"
     train(dataclasses.replace(config(tiny_store, out, 2, shift_pixels=0, save_every=2), model=model))
     assert "final_state_loss" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -90,7 +100,8 @@ def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(
         policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool))
     for _ in range(20):  # the head fits where the demonstration still goes, from the keypoints and the state
         loss = policy.model(prefix, target, torch.ones_like(target, dtype=torch.bool),
-                            first_frames=(prefix, batch[STATE_KEY], batch["final_state"]))["final_state_loss"]
+                            first_frames=(prefix, batch[STATE_KEY], batch["final_state"],
+                                          batch["keyframe_state"]))["final_state_loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -99,6 +110,7 @@ def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(
     weights = load_file(str(out / "model.safetensors"))
     assert {k for k in weights if k.startswith("heads.")} == {f"heads.final_state.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
     head = VLAPolicy.from_pretrained(out).model.heads["final_state"]
+    assert head[2].out_features == (2 if keyframe else 1) * batch[STATE_KEY].shape[1]
     torch.testing.assert_close(head[2].weight, weights["heads.final_state.2.weight"])
     save_file({k: v for k, v in weights.items() if k != "heads.final_state.0.bias"}, str(out / "model.safetensors"))
     with pytest.raises(CheckpointError, match="missing weight 'heads.final_state.0.bias'"):

@@ -41,6 +41,24 @@ def _take(array, indices: np.ndarray) -> np.ndarray:
     return rows[inverse]
 
 
+def gripper_keyframes(action: np.ndarray, names: tuple[str, ...] | None, starts: np.ndarray,
+                      ends: np.ndarray) -> np.ndarray:
+    """Each episode's first gripper keyframe, as a frame index: the first step whose command on the action
+    dimension named "gripper" has the other sign than the step before (the grasp of a pick), as ARM's and
+    PerAct's keyframe discovery finds them; the episode's last frame where the gripper never changes, or where
+    no action dimension is named "gripper"."""
+    keyframes = ends - 1
+    if names is None or "gripper" not in names:
+        return keyframes
+    closed = action[:, names.index("gripper")] > 0
+    changes = np.flatnonzero(closed[1:] != closed[:-1]) + 1  # a frame whose command differs from the one before
+    for e, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        inside = changes[(changes > start) & (changes < end)]
+        if len(inside):
+            keyframes[e] = inside[0]
+    return keyframes
+
+
 class ChunkDataset(torch.utils.data.Dataset):
     def __init__(self, source, chunk_size: int, image_keys: list[str] | None = None, max_memory_gb: float = 4.0):
         if source.num_episodes == 0:
@@ -60,6 +78,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         self.episode_end = np.repeat(ends, lengths)  # exclusive end of each frame's episode
         self.task_of_episode = source.episode_tasks()
         self.episode_start = np.repeat(starts, lengths)
+        self.keyframe_state = self.state[np.repeat(gripper_keyframes(self.action, source.schema.action.names,
+                                                                     starts, ends), lengths)]
 
     def first_frames(self, n: int) -> np.ndarray:
         """The indices of each episode's first n frames (all of a shorter episode's)."""
@@ -80,6 +100,7 @@ class ChunkDataset(torch.utils.data.Dataset):
             ACTION_KEY: self.action[np.minimum(steps, last)],
             "action_is_pad": is_pad,
             "final_state": self.state[self.episode_end[indices] - 1],  # where the episode ends (final_state_weight)
+            "keyframe_state": self.keyframe_state[indices],  # where its gripper first changes (final_state_keyframe)
         }
 
     def __getitem__(self, index: int) -> dict:

@@ -77,6 +77,11 @@ class VLAConfig:
     # head trained on every frame, with the state as input, fit its training frames (MSE 0.05) and still guessed
     # 16.4 cm from the named object on new scenes' first frames (session 16).
     final_state_frames: int = 5
+    # The keypoint head also predicts the displacement to the demonstration's first gripper keyframe (where its
+    # gripper command first changes: the grasp of a pick; ChunkDataset's keyframe_state), beside the final
+    # state. The final state of a place is over the pad, so the final state alone never asks the encoder where
+    # the object to pick is: the tabletop policy trained without it placed 0% (README, tabletop).
+    final_state_keyframe: bool = False
     # One MASK id per action slot (timestep x dimension) instead of one for all: a masked slot's input then
     # says which action it stands for, where with a single MASK only the rotary positions tell the slots apart.
     slot_masks: bool = False
@@ -148,9 +153,10 @@ class VLAModel(torch.nn.Module):
         self.heads = torch.nn.ModuleDict()
         self.n_head_points = 2 * getattr(backbone, "n_keypoints", 0)
         if cfg.final_state_weight > 0 and self.n_head_points:
+            targets = 2 if cfg.final_state_keyframe else 1  # the final state, then the keyframe
             self.heads["final_state"] = torch.nn.Sequential(
                 torch.nn.Linear(self.n_head_points + len(state_low), 256), torch.nn.GELU(),
-                torch.nn.Linear(256, len(state_low)))
+                torch.nn.Linear(256, targets * len(state_low)))
         self._text_ids: dict[str, list[int]] = {}
         self.text_length = 0  # pad every prompt's text to at least this many ids (the trainer's fixed shapes)
 
@@ -265,19 +271,23 @@ class VLAModel(torch.nn.Module):
         return (hidden[:, -p - 1 - d : -p - 1] @ rows.T).float()
 
     def displacement(self, prefix: dict[str, torch.Tensor], state: np.ndarray) -> torch.Tensor:
-        """(B, D) the keypoint head's predicted final state less the current one `state` (B, D), normalized: the
-        image encoder alone runs, not the language model."""
+        """(B, D) the keypoint head's predicted final state less the current one `state` (B, D), normalized, then
+        with `final_state_keyframe` (B, 2D) the same for the keyframe: the image encoder alone runs, not the
+        language model."""
         points = self.backbone.first_camera_keypoints(prefix)
         now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(points)
         return self.heads["final_state"](torch.cat([points, now], 1)).float()
 
-    def keypoint_head_loss(self, prefix: dict[str, torch.Tensor], state: np.ndarray,
-                           final_state: np.ndarray) -> torch.Tensor:
+    def keypoint_head_loss(self, prefix: dict[str, torch.Tensor], state: np.ndarray, final_state: np.ndarray,
+                           keyframe_state: np.ndarray | None = None) -> torch.Tensor:
         """MSE of `displacement` on a batch of episodes' first frames (`final_state_frames`), to the
-        demonstration's final state less the current one, normalized."""
-        final, now = (torch.from_numpy(self.state_tokenizer.normalize(x)) for x in (final_state, state))
+        demonstration's final state (and with `final_state_keyframe` its keyframe state) less the current one,
+        normalized."""
+        targets = [final_state, keyframe_state] if self.cfg.final_state_keyframe else [final_state]
+        now = self.state_tokenizer.normalize(state)
+        wanted = torch.from_numpy(np.concatenate([self.state_tokenizer.normalize(t) - now for t in targets], 1))
         predicted = self.displacement(prefix, state)
-        return torch.nn.functional.mse_loss(predicted, (final - now).to(predicted.device))
+        return torch.nn.functional.mse_loss(predicted, wanted.to(predicted.device))
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -301,14 +311,14 @@ class VLAModel(torch.nn.Module):
 
     def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
                 generator: torch.Generator | None = None, final_state: np.ndarray | None = None,
-                first_frames: tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray] | None = None,
+                first_frames: tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray, np.ndarray] | None = None,
                 ) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         prefix: `build_prefix`'s inputs; target: (B, H x D) normalized actions in [-1, 1]; target_mask: (B, H x D)
         bool, False on padding. With `final_state_weight` > 0: final_state, (B, D) the state at the end of each
-        sample's episode; with a keypoint head instead, first_frames, the (prefix, state, final_state) of a batch
-        of episodes' first frames (`keypoint_head_loss`)."""
+        sample's episode; with a keypoint head instead, first_frames, the (prefix, state, final_state,
+        keyframe_state) of a batch of episodes' first frames (`keypoint_head_loss`)."""
         keypoint_head = self.cfg.final_state_weight > 0 and "final_state" in self.heads
         aux = self.cfg.final_state_weight > 0 and not keypoint_head
         if aux and final_state is None:
