@@ -76,6 +76,8 @@ def test_gripper_keyframes_are_each_episodes_first_gripper_change():
     names = ("dx", "dy", "dz", "gripper")
     assert gripper_keyframes(action, names, starts, ends).tolist() == [2, 7]  # 1's first frame differs from 0's last
     assert gripper_keyframes(action, ("a", "b", "c", "d"), starts, ends).tolist() == [3, 7]  # no gripper: the end
+    with pytest.raises(ValueError, match="final_state_keyframe is a target of the keypoint head"):
+        tiny_model_config(final_state_keyframe=True)
 
 
 @pytest.mark.parametrize("keyframe", [False, True])

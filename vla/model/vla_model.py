@@ -112,6 +112,8 @@ class VLAConfig:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
         if self.final_state_frames < 1:
             raise ValueError(f"final_state_frames must be >= 1, got {self.final_state_frames}")
+        if self.final_state_keyframe and self.final_state_weight == 0:
+            raise ValueError("final_state_keyframe is a target of the keypoint head: it needs final_state_weight > 0")
 
 
 class VLAModel(torch.nn.Module):
@@ -279,7 +281,7 @@ class VLAModel(torch.nn.Module):
         return self.heads["final_state"](torch.cat([points, now], 1)).float()
 
     def keypoint_head_loss(self, prefix: dict[str, torch.Tensor], state: np.ndarray, final_state: np.ndarray,
-                           keyframe_state: np.ndarray | None = None) -> torch.Tensor:
+                           keyframe_state: np.ndarray) -> torch.Tensor:
         """MSE of `displacement` on a batch of episodes' first frames (`final_state_frames`), to the
         demonstration's final state (and with `final_state_keyframe` its keyframe state) less the current one,
         normalized."""

@@ -106,9 +106,9 @@ class InstructionFiLM(torch.nn.Module):
     The instruction enters as a bag of its token unigrams and bigrams (fastText's features: a bigram binds
     "red" to "cube" where a bag of words could not tell "the red cube on the blue pad" from its swap), each
     hashed to one of `n_buckets` rows of every layer's (scale, shift), summed. The rows start at zero, so a new
-    model starts as the unconditioned one; an n-gram never trained on (a new word, a color-shape pair never named)
-adds nothing. `bigram_dropout` leaves out the bigrams of that share of the instructions in training, so that
-the unigrams learn to pick the object alone where a new pair leaves them alone.
+    model starts as the unconditioned one; an n-gram never trained on (a new word, a color-shape pair never
+    named) adds nothing. `bigram_dropout` leaves out the bigrams of that share of the instructions in training,
+    so that the unigrams learn to pick the object alone where a new pair leaves them alone.
 
     Measured (benchmarks/probes/encoder_bisect.py): with the FilmCNN's keypoints asked for the named object's
     place, this bag learns it (~1 cm on new scenes in 1000 steps) as a bag of words does, where FiLM from the
