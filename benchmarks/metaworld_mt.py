@@ -127,6 +127,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--cameras", nargs="+", default=["corner2"],
                         help="Meta-World cameras, e.g. corner2 gripperPOV (a wrist camera beside the published one)")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
     from vla.envs import resolve_tasks
@@ -143,7 +145,8 @@ def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
-    store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress, args.cameras)
+    store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress, args.cameras,
+                            args.action_noise)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress)
