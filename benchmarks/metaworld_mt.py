@@ -59,8 +59,9 @@ def protocol_differences(args) -> list[str]:
          if args.cameras == ["corner2"] else
          f"images {args.image_size}x{args.image_size} from cameras {', '.join(args.cameras)} (published: one "
          "480x480 corner2 image)"),
-        (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here "
-         "(published: each paper's own demonstration set)"),
+        (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here"
+         + (f" with DART noise (std {args.action_noise} on the executed action, the expert's own action stored)"
+            if args.action_noise else "") + " (published: each paper's own demonstration set)"),
         f"{args.eval_episodes} evaluation episodes per task on seeds {EVAL_SEED}+ (published: 10)",
         ("backbone: the embedded 5.6M-parameter model trained from scratch on 2 CPU cores "
          "(published: pretrained VLMs of 0.45B-3.5B, trained on GPUs)"),
