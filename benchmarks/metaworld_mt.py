@@ -138,6 +138,8 @@ def parse_args() -> argparse.Namespace:
         args.tasks = resolve_tasks(args.suite.split(","))
     except KeyError as e:
         parser.error(e.args[0])
+    if args.action_noise < 0:
+        parser.error(f"--action-noise must be >= 0, got {args.action_noise}")
     args.steps = args.steps or STEPS.get(args.suite, 6000)
     return args
 
