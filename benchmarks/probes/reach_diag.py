@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from vla.envs import make_env
+from vla.policies.protocol import batch_observation
 from vla.policies.vla_policy import VLAPolicy
 from vla.schema import STATE_KEY
 
 policy = VLAPolicy.from_pretrained(sys.argv[1])
 model = policy.model
 episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-env = make_env("reach-v3", policy.schema, max_episode_steps=200)
+STEPS = 200
+env = make_env("reach-v3", policy.schema, max_episode_steps=STEPS)
 rows = []
 for seed in range(100000, 100000 + episodes):
     obs, _ = env.reset(seed=seed)
@@ -31,9 +33,8 @@ for seed in range(100000, 100000 + episodes):
     guess = model.state_tokenizer.unnormalize(displacement + model.state_tokenizer.normalize(state))[0, :3]
     policy.reset()
     closest, success = np.inf, False
-    for _ in range(200):
-        batched = {k: (v[None] if isinstance(v, np.ndarray) else [v]) for k, v in obs.items()}
-        obs, _, _, _, info = env.step(policy.select_action(batched)[0])
+    for _ in range(STEPS):
+        obs, _, _, _, info = env.step(policy.select_action(batch_observation(obs))[0])
         closest = min(closest, np.linalg.norm(obs[STATE_KEY][:3] - goal))
         success |= info["is_success"]
         if success:
