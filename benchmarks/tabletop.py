@@ -3,7 +3,8 @@
     python benchmarks/tabletop.py --out runs/tabletop
 
 1. record: `--demos` successful expert demonstrations per skill of the seen split (DIR/demos.zarr); each
-   expert's own success rate is the `expert` row.
+   expert's own success rate is the `expert` row. `--action-noise STD` records DART demonstrations (the env
+   runs the expert's action plus noise, the store keeps the expert's; `expert` is then the noisy one's rate).
 2. train: one VLA on them, both cameras, `--steps` steps (DIR/train; resumes from its last checkpoint).
 3. evaluate, on seeds disjoint from training (100000+), `--eval-episodes` episodes per skill of every split:
    - seen: target compositions and templates that training used, in new scenes;
@@ -74,6 +75,8 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
             "demos_per_skill": args.demos, "train_steps": args.steps, "eval_seed": EVAL_SEED,
+            # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
+            "action_noise": args.action_noise,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s}
 
 
@@ -120,8 +123,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="per skill and split (4 skills per split)")
     parser.add_argument("--max-episode-steps", type=int, default=None, help="default: the suite's (200)")
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
     parser.add_argument("--set", nargs="*", default=POLICY, help=f"vla-train overrides (default: {' '.join(POLICY)})")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.action_noise < 0:
+        parser.error(f"--action-noise must be >= 0, got {args.action_noise}")
+    return args
 
 
 def main() -> None:
@@ -129,7 +137,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
     groups = get_suite("tabletop").groups()
-    store, report = record_stage(args.out, groups["tabletop"], args.demos, args.image_size, progress)
+    store, report = record_stage(args.out, groups["tabletop"], args.demos, args.image_size, progress,
+                                 action_noise=args.action_noise)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress)

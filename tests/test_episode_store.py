@@ -46,7 +46,8 @@ def test_two_env_tasks_that_share_an_instruction_stay_apart(tmp_path):
     for i, env_task in enumerate(["push-v3", "push-v3", "push-back-v3"]):
         store.add_episode(episode(3, i), task="Push the puck to a goal", seed=i, success=True, env_task=env_task)
     assert store.episode_env_tasks() == ["push-v3", "push-v3", "push-back-v3"]
-    assert stored_progress(store, 0) == {"push-v3": (2, 2), "push-back-v3": (1, 3)}
+    assert stored_progress(store, 0) == ({"push-v3": (2, 2), "push-back-v3": (1, 3)},
+                                         {"push-v3": {"unknown"}, "push-back-v3": {"unknown"}})
     store = store.drop_episodes([0])
     assert store.episode_env_tasks() == ["push-v3", "push-back-v3"]
 

@@ -71,6 +71,19 @@ def test_recording_reports_each_experts_success_and_every_shortfall(tmp_path):
     assert report["tasks"]["reach-v3"] == {"kept": 0, "attempts": 3, "expert_success": 0.0, "short": 2}
 
 
+def test_a_resumed_recording_refuses_another_noise_level_and_keeps_the_store(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record
+
+    out = str(tmp_path / "d.zarr")
+    record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32))
+    with pytest.raises(ValueError, match="reach-v3's stored episodes were recorded as \\['sim:metaworld'\\], "
+                                         "this run records 'sim:metaworld dart=0.3'"):
+        record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32, action_noise=0.3))
+    store = EpisodeStore.open(out)
+    assert store.num_episodes == 1 and store.sources == ["sim:metaworld"]
+
+
 def test_dart_noise_perturbs_the_executed_action_and_keeps_the_experts_label():
     from vla.envs import get_suite
     from vla.record import run_episode

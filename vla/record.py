@@ -80,15 +80,25 @@ def run_episode(env, policy, seed: int, action_noise: float = 0.0) -> tuple[dict
     return {k: np.stack(v) for k, v in frames.items()}, success, reset_info.get("goal")
 
 
-def stored_progress(store: EpisodeStore, seed: int) -> dict[str, tuple[int, int]]:
-    """env task -> (successful episodes stored, next seed to try) for a store being resumed."""
+def episode_source(suite_name: str, action_noise: float) -> str:
+    """The store's source tag of a recorded episode: the suite, and DART's noise when there is any, so that a
+    resumed recording cannot mix clean and noisy demonstrations unseen."""
+    return f"sim:{suite_name}" + (f" dart={action_noise:g}" if action_noise else "")
+
+
+def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int, int]], dict[str, set[str]]]:
+    """For a store being resumed: env task -> (successful episodes stored, next seed to try), and env task ->
+    the sources its episodes were recorded with."""
     progress: dict[str, tuple[int, int]] = {}
-    for env_task, instruction, episode_seed in zip(store.episode_env_tasks(), store.episode_tasks(),
-                                                   store.episode_meta("episode_seed").tolist(), strict=True):
+    sources: dict[str, set[str]] = {}
+    for env_task, instruction, episode_seed, source in zip(
+            store.episode_env_tasks(), store.episode_tasks(), store.episode_meta("episode_seed").tolist(),
+            store.episode_meta("episode_source_index").tolist(), strict=True):
         task = env_task or instruction
         kept, next_seed = progress.get(task, (0, seed))
         progress[task] = (kept + 1, max(next_seed, episode_seed + 1))
-    return progress
+        sources.setdefault(task, set()).add(store.sources[source])
+    return progress, sources
 
 
 def open_store(out: Path, schema) -> EpisodeStore:
@@ -102,7 +112,7 @@ def open_store(out: Path, schema) -> EpisodeStore:
 def record(cfg: RecordConfig) -> dict:
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
-    store, progress = None, {}
+    store, progress, stored_sources = None, {}, {}
     report: dict[str, dict] = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="recording", unit="demo")
     for task in tasks:
@@ -110,7 +120,12 @@ def record(cfg: RecordConfig) -> dict:
         env = suite.make_env(task, suite.default_schema(cfg.image_size, cfg.cameras), cfg.max_episode_steps)
         if store is None:
             store = open_store(out, env.schema)
-            progress = stored_progress(store, cfg.seed)
+            progress, stored_sources = stored_progress(store, cfg.seed)
+        source = episode_source(suite.name, cfg.action_noise)
+        if stored_sources.get(task, {source}) != {source}:
+            env.close()
+            raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored_sources[task])}, this "
+                             f"run records {source!r} (another action_noise): record into a new store")
         kept, next_seed = progress.get(task, (0, cfg.seed))
         bar.update(min(kept, cfg.episodes))
         expert = suite.make_expert(env)
@@ -118,7 +133,7 @@ def record(cfg: RecordConfig) -> dict:
             episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise)
             if success:  # env.instruction: the one this episode was given (grounding suites draw one per episode)
                 store.add_episode(episode, task=env.instruction, seed=next_seed, success=True, env_task=task,
-                                  source=f"sim:{suite.name}", goal=goal)
+                                  source=source, goal=goal)
                 kept += 1
                 bar.update(1)
             next_seed += 1
