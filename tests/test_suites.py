@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,6 +83,10 @@ def test_a_resumed_recording_refuses_another_noise_level_and_keeps_the_store(tmp
     with pytest.raises(ValueError, match="reach-v3's stored episodes were recorded as \\['sim:metaworld'\\], "
                                          "this run records 'sim:metaworld dart=0.3'"):
         record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32, action_noise=0.3))
+    cli = subprocess.run([sys.executable, "-m", "vla.cli.record", "tasks=[reach-v3]", "episodes=2", f"out={out}",
+                          "image_size=32", "action_noise=0.3"], capture_output=True, text=True, timeout=120, check=False)
+    assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert "reach-v3's stored episodes were recorded as ['sim:metaworld']" in cli.stderr
     store = EpisodeStore.open(out)
     assert store.num_episodes == 1 and store.sources == ["sim:metaworld"]
 

@@ -101,6 +101,20 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
     return progress, sources
 
 
+def check_resumable(cfg: RecordConfig) -> None:
+    """Raises ValueError, naming the task, if the store at cfg.out already holds episodes of one of cfg's tasks
+    recorded with another source tag (another action_noise) than this run would give them."""
+    out = Path(cfg.out)
+    if not out.exists():
+        return
+    _, stored = stored_progress(EpisodeStore.open(out), cfg.seed)
+    for task in resolve_tasks(cfg.tasks):
+        source = episode_source(suite_of(task).name, cfg.action_noise)
+        if stored.get(task, {source}) != {source}:
+            raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
+                             f"records {source!r} (another action_noise): record into a new store")
+
+
 def open_store(out: Path, schema) -> EpisodeStore:
     store = EpisodeStore.open(out, "a") if out.exists() else EpisodeStore.create(out, schema)
     for trimmed in store.repair():  # what an interrupted earlier run left uncommitted
@@ -112,7 +126,8 @@ def open_store(out: Path, schema) -> EpisodeStore:
 def record(cfg: RecordConfig) -> dict:
     tasks = resolve_tasks(cfg.tasks)
     out = Path(cfg.out)
-    store, progress, stored_sources = None, {}, {}
+    check_resumable(cfg)
+    store, progress = None, {}
     report: dict[str, dict] = {}
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="recording", unit="demo")
     for task in tasks:
@@ -120,12 +135,8 @@ def record(cfg: RecordConfig) -> dict:
         env = suite.make_env(task, suite.default_schema(cfg.image_size, cfg.cameras), cfg.max_episode_steps)
         if store is None:
             store = open_store(out, env.schema)
-            progress, stored_sources = stored_progress(store, cfg.seed)
+            progress, _ = stored_progress(store, cfg.seed)
         source = episode_source(suite.name, cfg.action_noise)
-        if stored_sources.get(task, {source}) != {source}:
-            env.close()
-            raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored_sources[task])}, this "
-                             f"run records {source!r} (another action_noise): record into a new store")
         kept, next_seed = progress.get(task, (0, cfg.seed))
         bar.update(min(kept, cfg.episodes))
         expert = suite.make_expert(env)

@@ -6,8 +6,8 @@ be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (
 the cameras (Meta-World: any of corner2, gripperPOV, behindGripper, topview, corner, corner3; default corner2).
 """
 
-from vla.cli.config import cli_main, load, print_usage, require_cameras, require_tasks, usage_requested
-from vla.record import print_report, record
+from vla.cli.config import UsageError, cli_main, load, print_usage, require_cameras, require_tasks, usage_requested
+from vla.record import check_resumable, print_report, record
 
 
 def _main() -> None:
@@ -16,6 +16,10 @@ def _main() -> None:
     cfg = load("record")
     require_tasks(cfg.tasks)
     require_cameras(cfg.tasks, cfg.cameras)
+    try:
+        check_resumable(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     print_report(record(cfg))
 
 
