@@ -14,7 +14,10 @@ Encoders (`film=`):
 every cell of the CNN's last features against it, so that the sum of logits is a product of likelihoods, an AND
 of what the factors pick (a color, a shape) that holds for a pair never seen together.
 
-Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [factors=0] [scenes=400]
+`find=1` replaces the factors by a Find module per word (`WordFind`).
+`context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
+
+Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [factors=0] [context=0] [find=0] [scenes=400]
 Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>.npz on first use (~1 s per 10 scenes).
 """
 import json
@@ -34,6 +37,7 @@ steps = int(sys.argv[1])
 opts = dict(a.split("=") for a in sys.argv[2:])
 film_kind, bigram_dropout = opts.get("film", "ngram"), float(opts.get("bigram_dropout", 0.5))
 n_factors, n_scenes = int(opts.get("factors", 0)), int(opts.get("scenes", 400))
+context = opts.get("context", "0") == "1"
 torch.manual_seed(0)
 
 
@@ -75,22 +79,56 @@ def word_ids(texts) -> torch.Tensor:
 class FactoredAttention(nn.Module):
     """K spatial maps over a feature grid, each selected by the instruction, summed as logits into one map."""
 
-    def __init__(self, vocab_size: int, width: int, n_factors: int, dim: int = 32):
+    def __init__(self, vocab_size: int, width: int, n_factors: int, dim: int = 32, context: bool = False):
         super().__init__()
         self.embed = nn.Embedding(vocab_size + 1, dim)
-        self.select = nn.Linear(dim, n_factors)  # each factor's content attention over the words
+        # each factor's content attention over the words: from the word alone, or (context) from the word and the
+        # next one, additively, so that "blue" before "pad" and "blue" before "cube" can go to different factors
+        self.select = nn.Linear(2 * dim if context else dim, n_factors)
+        self.context = context
         self.keys = nn.Conv2d(width, n_factors * dim, 1)
         self.n, self.dim = n_factors, dim
 
     def forward(self, features: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) features, (N, L) word ids (-1 pads) -> (N, 2) the expected grid (x, y) of the summed map."""
         mask = ids >= 0
-        e = self.embed(ids.clamp(min=0))  # (N, L, d)
-        scores = self.select(e).masked_fill(~mask[..., None], -1e9).softmax(1)  # (N, L, K)
+        e = self.embed(ids.clamp(min=0)) * mask[..., None]  # (N, L, d)
+        both = torch.cat([e, nn.functional.pad(e[:, 1:], (0, 0, 0, 1))], -1) if self.context else e
+        scores = self.select(both).masked_fill(~mask[..., None], -1e9).softmax(1)  # (N, L, K)
         queries = torch.einsum("nlk,nld->nkd", scores, e)
         n, _, h, w = features.shape
         keys = self.keys(features).view(n, self.n, self.dim, h * w)
         logits = torch.einsum("nkd,nkdp->np", queries, keys) / self.dim**0.5
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        return logits.softmax(-1) @ torch.stack([xs.flatten(), ys.flatten()], 1)
+
+
+class WordFind(nn.Module):
+    """A neural-module-network Find per word (Andreas et al. 2016; Bahdanau et al. 2019 found such modules
+    generalize to held-out pairs where FiLM on the whole question did less): each word alone FiLMs the trunk's last
+    features into its own logit map, and the maps are summed, each weighted by a gate from the word and the next
+    word (additively, so a held-out pair's gates are its words' own). A pair never named is then the sum of
+    maps each trained on its own."""
+
+    def __init__(self, vocab_size: int, width: int, dim: int = 32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size + 1, dim)
+        self.gate = nn.Linear(2 * dim, 1)
+        self.film = nn.Linear(dim, 2 * width)
+        nn.init.zeros_(self.film.weight), nn.init.zeros_(self.film.bias)
+        self.mix = nn.Conv2d(width, width, 1)
+        self.score = nn.Conv2d(width, 1, 1)
+
+    def forward(self, features: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids >= 0
+        e = self.embed(ids.clamp(min=0)) * mask[..., None]  # (N, L, d)
+        gates = torch.sigmoid(self.gate(torch.cat([e, nn.functional.pad(e[:, 1:], (0, 0, 0, 1))], -1)))[..., 0]
+        gates = gates * mask
+        n, c, h, w = features.shape
+        scale, shift = self.film(e).view(n, -1, 2, c).unbind(2)  # (N, L, C) each
+        x = self.mix(features)[:, None] * (1 + scale[..., None, None]) + shift[..., None, None]  # (N, L, C, H, W)
+        maps = self.score(torch.relu(x).flatten(0, 1)).view(n, -1, h * w)  # (N, L, HW)
+        logits = (gates[..., None] * maps).sum(1)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         return logits.softmax(-1) @ torch.stack([xs.flatten(), ys.flatten()], 1)
 
@@ -101,8 +139,10 @@ class Probe(nn.Module):
         self.cnn = FilmCNN(text_hidden=64, image_size=96, n_tokens=16)
         layers, width = len(self.cnn.convs), self.cnn.width
         self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout) if film_kind == "ngram" else None
-        self.factored = FactoredAttention(len(vocab), width, n_factors) if n_factors else None
-        self.head = nn.Sequential(nn.Linear(2 * 16 + 2 * bool(n_factors), 256), nn.GELU(), nn.Linear(256, 2))
+        self.factored = (WordFind(len(vocab), width) if opts.get("find") == "1" else
+                         FactoredAttention(len(vocab), width, n_factors, context=context) if n_factors else None)
+        n_in = 2 * 16 + 2 * (self.factored is not None)  # the keypoints, and the factored map's point
+        self.head = nn.Sequential(nn.Linear(n_in, 256), nn.GELU(), nn.Linear(256, 2))
         self.layers, self.width = layers, width
 
     def forward(self, images: np.ndarray, texts) -> torch.Tensor:
@@ -132,7 +172,10 @@ def score(part: dict) -> dict:
         pred = net(part["images"], part["texts"]).numpy() * sd + mu
     err = np.linalg.norm(pred - part["named"], axis=1)
     other = np.linalg.norm(pred[:, None] - part["others"], axis=2).min(1)
-    return {"err_cm": round(100 * float(np.median(err)), 2), "nearer_named": round(float((err < other).mean()), 3)}
+    nearer = err < other
+    return {"err_cm": round(100 * float(np.median(err)), 2), "nearer_named": round(float(nearer.mean()), 3),
+            # the parts hold 50 scenes of each skill, in SKILLS' order
+            "by_skill": dict(zip(SKILLS, np.round(nearer.reshape(len(SKILLS), -1).mean(1), 2).tolist(), strict=True))}
 
 
 for s in range(steps):
