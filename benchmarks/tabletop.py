@@ -71,7 +71,9 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
     checks = {f"{s} >= {f:.0%}": splits[s] >= f for s, f in FLOORS.items()}
     checks[f"blind <= chance + {BLIND_MARGIN:.0%}"] = splits["blind"] <= chance + BLIND_MARGIN
     checks[f"swapped within {SWAP_MARGIN:.0%} of seen"] = splits["swapped"] >= splits["seen"] - SWAP_MARGIN
-    checks["experts >= 98%"] = all(v >= 0.98 for v in expert.values())
+    # with DART the recorded rates are the noisy expert's, whose misses are the noise's (the clean expert's: README)
+    noisy = f" (the expert with DART noise {args.action_noise})" if args.action_noise else ""
+    checks[f"experts >= 98%{noisy}"] = all(v >= 0.98 for v in expert.values())
     checks[">= 50 episodes per split"] = all(n >= 50 for n in episodes.values())
     return {"expert": expert, "splits": splits, "episodes": episodes, "chance": chance,
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
