@@ -93,8 +93,10 @@ def test_splits_are_disjoint():
         held = templates(skill, "heldout-paraphrases") + templates(skill, "heldout-words")
         assert len(set(held)) == 2 and not set(templates(skill, "seen")) & set(held)
         for seed in range(200):
-            assert (sample_episode(skill, "seen", seed)[1].color, sample_episode(skill, "seen", seed)[1].shape) \
-                not in heldout
+            scene, goal = sample_episode(skill, "seen", seed)
+            assert (goal.color, goal.shape) not in heldout
+            # the pairs held out everywhere are in no training scene, not even as distractors
+            assert not {(o.color, o.shape) for o in scene.objects} & HELDOUT_PAIRS
             goal = sample_episode(skill, "heldout-compositions", seed)[1]
             assert (goal.color, goal.shape) in heldout
     train = {i for t in resolve_tasks(["tabletop"]) for i in SUITE.instructions(t)}

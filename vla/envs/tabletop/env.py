@@ -21,7 +21,16 @@ import numpy as np
 
 from vla.envs.render import FastRenderer
 from vla.envs.suite import cameras_of, checked_action
-from vla.envs.tabletop.language import DIRECTIONS, SKILLS, Goal, draw_goal, scene_objects, seen_pairs, target_pairs
+from vla.envs.tabletop.language import (
+    DIRECTIONS,
+    HELDOUT_PAIRS,
+    SKILLS,
+    Goal,
+    draw_goal,
+    scene_objects,
+    seen_pairs,
+    target_pairs,
+)
 from vla.envs.tabletop.scene import (
     COLORS,
     HAND_HIGH,
@@ -89,7 +98,8 @@ def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
     rng = np.random.default_rng([seed, SKILLS.index(skill), 0 if split == "seen" else 1 + ("heldout" in split)])
     pairs = target_pairs(skill, split)
     target = pairs[rng.integers(len(pairs))]
-    objects = scene_objects(rng, target)
+    # held-out pairs appear only in the held-out-composition split, as its targets or beside them
+    objects = scene_objects(rng, target, frozenset() if split == "heldout-compositions" else HELDOUT_PAIRS)
     rng.shuffle(objects)
     pad_colors = [str(c) for c in rng.choice(list(COLORS), N_PADS, replace=False)]
     xy = sample_positions(rng, len(objects) + N_PADS)
