@@ -18,7 +18,8 @@ of what the factors pick (a color, a shape) that holds for a pair never seen tog
 `context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
 
 Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [factors=0] [context=0] [find=0] [scenes=400]
-Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>.npz on first use (~1 s per 10 scenes).
+       [scenes_version=v2|v1]
+Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v2.npz on first use (~1 s per 10 scenes).
 """
 import json
 import sys
@@ -58,8 +59,12 @@ def render(split: str, per_skill: int, first_seed: int) -> dict[str, np.ndarray]
 
 
 # v2 (session 21): training scenes hold no held-out pair, even as a distractor (language.HELDOUT_PAIRS); the
-# held-out-composition scenes are as before
-cache = Path(f"runs/probe_scenes/compositions_{n_scenes}_v2.npz")
+# held-out-composition scenes are as before. `scenes_version=v1` reads a cache rendered before (the code that
+# renders v1 is gone: v1 is read only where it is kept)
+version = opts.get("scenes_version", "v2")
+cache = Path(f"runs/probe_scenes/compositions_{n_scenes}_{version}.npz")
+if version != "v2" and not cache.exists():
+    sys.exit(f"{cache}: no such cache (only v2 can be rendered)")
 if not cache.exists():
     cache.parent.mkdir(parents=True, exist_ok=True)
     parts = {"train": render("seen", n_scenes, 0), "seen": render("seen", 50, 100000),
@@ -185,9 +190,9 @@ def score(part: dict) -> dict:
     return {"err_cm": round(100 * float(np.median(err)), 2), "nearer_named": round(float(nearer.mean()), 3),
             # the parts hold 50 scenes of each skill, in SKILLS' order
             "by_skill": dict(zip(SKILLS, np.round(nearer.reshape(len(SKILLS), -1).mean(1), 2).tolist(), strict=True)),
-            # held out everywhere (HELDOUT_PAIRS) or only for one skill
-            "by_kind": {kind: round(float(nearer[is_global == want].mean()), 3) if (is_global == want).any() else None
-                        for kind, want in (("everywhere", True), ("one_skill", False))}}
+            # held-out-composition targets: held out everywhere (HELDOUT_PAIRS) or only for their skill
+            **({"by_kind": {kind: round(float(nearer[is_global == want].mean()), 3)
+                            for kind, want in (("everywhere", True), ("one_skill", False))}} if is_global.any() else {})}
 
 
 for s in range(steps):
