@@ -100,6 +100,8 @@ def scene_objects(rng: np.random.Generator, target: tuple[str, str],
     is a pair of `avoid` (redrawn until none is: uniform over the grids that qualify, and with nothing to avoid
     the same draws as ever)."""
     color, shape = target
+    if not any(not avoid & {(color, s), (c, shape), (c, s)} for c in COLORS if c != color for s in SHAPES if s != shape):
+        raise ValueError(f"no distractor grid for the target {color} {shape} avoids {sorted(avoid)}")
     while True:
         other_color = str(rng.choice([c for c in COLORS if c != color]))
         other_shape = str(rng.choice([s for s in SHAPES if s != shape]))
