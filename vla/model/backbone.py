@@ -157,7 +157,9 @@ def pretrained_model_type(path: str | Path) -> str:
 
 def resize_normalize(images: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
     """(B, n_cams, H, W, 3) uint8 -> (B * n_cams, 3, h, w) float, resized and normalized per channel."""
-    x = images.reshape(-1, *images.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
+    # contiguous (NCHW): the permuted view is channels-last, which every conv and norm after it keeps; on a CPU
+    # GroupNorm's backward runs ~10x slower channels-last (21 ms against 2 at the film_cnn's 32x32x48x48)
+    x = images.reshape(-1, *images.shape[2:]).permute(0, 3, 1, 2).contiguous().float() / 255.0
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)

@@ -164,7 +164,11 @@ class FilmCNN(torch.nn.Module):
         their keypoints (N, n_tokens, 2)."""
         x = pixels
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            x = torch.relu(norm(conv(x)) * (1 + film[:, i, 0, :, None, None]) + film[:, i, 1, :, None, None])
+            h = norm(conv(x))
+            # in the activations' dtype, one fused kernel: under bf16 autocast an fp32 FiLM promoted every
+            # 32x32x48x48 product to fp32 and back, a third of a training step on a CPU (measured)
+            scale, shift = (film[:, i, j, :, None, None].to(h.dtype) for j in (0, 1))
+            x = torch.relu(torch.addcmul(shift, h, 1 + scale))
         return self.keypoints.tokens_and_points(x.flatten(2).transpose(1, 2))
 
 
