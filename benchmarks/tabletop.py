@@ -121,7 +121,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--demos", type=int, default=400, help="successful demonstrations per skill")
-    # 5200 steps: 52.8 min on this 2-core machine (README, tabletop; the issue allows 60)
+    # 5200 steps: 52.6 min on this 2-core machine (README, tabletop; the issue allows 60)
     parser.add_argument("--steps", type=int, default=5200, help="training steps (batch 32)")
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=20, help="per skill and split (4 skills per split)")
