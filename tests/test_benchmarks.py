@@ -65,3 +65,15 @@ def test_backbones_benchmark_writes_the_issue_format(tmp_path):
     assert (out / "backbones.png").stat().st_size > 0
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)  # resumes: nothing to do
     assert rerun.returncode == 0 and " on cpu ..." not in rerun.stdout
+
+
+def test_film_cnn_speed_benchmark_writes_its_format_and_both_forwards_agree(tmp_path):
+    out = tmp_path / "film"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "film_cnn_speed.py"), "--out", str(out), "--rounds", "1",
+           "--iters", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["configs"]) == 3 and all(r["ms_per_pass"] > 0 for r in results["configs"].values())
+    assert results["speedup"] > 0 and results["max_abs_diff"] < 0.1  # the same function, bf16 apart
+    assert (out / "film_cnn_speed.png").stat().st_size > 0
