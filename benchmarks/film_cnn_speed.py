@@ -96,11 +96,11 @@ def main() -> None:
             rounds[name].append((time.perf_counter() - t0) / args.iters * 1e3)
         print(f"round {r + 1}: " + ", ".join(f"{v[-1]:.0f} ms" for v in rounds.values()), flush=True)
 
-    results = {"configs": {name: {"ms_per_pass": float(np.median(v)), "rounds_ms": v} for name, v in rounds.items()},
-               "speedup": float(np.median(rounds[next(iter(configs))]) / np.median(rounds[list(configs)[-1]])),
-               "max_abs_diff": max_abs_diff, "batch": BATCH, "image_size": SIDE,
-               "threads": torch.get_num_threads()}
-    base = results["configs"][next(iter(configs))]["ms_per_pass"]
+    medians = {name: float(np.median(v)) for name, v in rounds.items()}
+    base = medians[next(iter(medians))]
+    results = {"configs": {name: {"ms_per_pass": medians[name], "rounds_ms": v} for name, v in rounds.items()},
+               "speedup": base / medians[list(medians)[-1]], "max_abs_diff": max_abs_diff, "batch": BATCH,
+               "image_size": SIDE, "threads": torch.get_num_threads()}
     print(f"\n{'configuration':45s} {'ms per pass (fwd+bwd)':>22s} {'x before':>9s}")
     for name, row in results["configs"].items():
         print(f"{name:45s} {row['ms_per_pass']:22.1f} {base / row['ms_per_pass']:9.2f}")
