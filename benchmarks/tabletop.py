@@ -129,7 +129,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
-    parser.add_argument("--set", nargs="*", default=POLICY, help=f"vla-train overrides (default: {' '.join(POLICY)})")
+    parser.add_argument("--set", nargs="*", default=[],
+                        help=f"vla-train overrides, after the policy's own ({' '.join(POLICY)}), so they win")
     args = parser.parse_args()
     if args.action_noise < 0:
         parser.error(f"--action-noise must be >= 0, got {args.action_noise}")
@@ -143,7 +144,7 @@ def main() -> None:
     groups = get_suite("tabletop").groups()
     store, report = record_stage(args.out, groups["tabletop"], args.demos, args.image_size, progress,
                                  action_noise=args.action_noise)
-    checkpoint = train_stage(args.out, store, args.steps, args.save_every, args.set, progress)
+    checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress)
     results = summarize(args, report, per_task, progress)
