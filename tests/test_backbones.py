@@ -363,6 +363,26 @@ def test_film_bigram_dropout_leaves_out_some_instructions_bigrams_in_training_on
         BackboneConfig(film_bigram_dropout=1.0)
 
 
+def test_film_bigram_dropout_per_bigram_draws_each_bigram_on_its_own():
+    film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5, dropout_per="bigram")
+    with torch.no_grad():
+        film.table.weight.normal_()
+    film.eval()
+    unigrams = film(torch.tensor([[5, -1, 6, -1, 7, -1, 8]]))  # no pair adjacent
+    # each bigram's own row: the pair less its two unigrams
+    bigrams = [film(torch.tensor([[a, b]])) - film(torch.tensor([[a, -1, b]])) for a, b in ((5, 6), (6, 7), (7, 8))]
+    subsets = [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    expected = torch.cat([unigrams + sum(keep * row for keep, row in zip(s, bigrams, strict=True)) for s in subsets])
+    torch.manual_seed(0)
+    trained = film.train()(torch.tensor([[5, 6, 7, 8, -1]] * 256))
+    match = torch.isclose(trained[:, None], expected[None], atol=1e-5).flatten(2).all(2)  # (256, 8)
+    assert (match.sum(1) == 1).all()  # every row is the unigrams plus some subset of the bigrams
+    counts = match.sum(0)
+    assert (counts > 10).all(), counts  # all eight subsets, the partial ones included
+    with pytest.raises(ValueError, match="film_bigram_dropout_per must be one of"):
+        BackboneConfig(film_bigram_dropout_per="word")
+
+
 def test_text_mlp_ratio_sets_the_language_models_width_and_is_kept_by_the_checkpoint(tmp_path):
     loaded = reloaded_predicts_alike(tiny_embedded_policy(text_mlp_ratio=2.5), tmp_path / "ckpt", observations())
     assert loaded.model.backbone.model.config.text_config.intermediate_size == 160

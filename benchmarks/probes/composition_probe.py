@@ -7,7 +7,8 @@ scenes and of held-out-composition scenes (median error, and how often the guess
 than any other). The readout is an MLP on the encoder's keypoints, as the policy's keypoint head is.
 
 Encoders (`film=`):
-  ngram    the policy's FilmCNN with its InstructionFiLM (a bag of word unigrams and bigrams; `bigram_dropout=`);
+  ngram    the policy's FilmCNN with its InstructionFiLM (a bag of word unigrams and bigrams; `bigram_dropout=`,
+           `dropout_per=instruction|bigram`);
   none     the FilmCNN with no FiLM (the words enter only through `factors`);
 `factors=K` (default 0) adds K language-selected spatial maps whose logits are summed into one keypoint
 (`FactoredAttention`): each factor pools the instruction's words by content attention into a query and scores
@@ -17,8 +18,8 @@ of what the factors pick (a color, a shape) that holds for a pair never seen tog
 `find=1` replaces the factors by a Find module per word (`WordFind`).
 `context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
 
-Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [factors=0] [context=0] [find=0] [scenes=400]
-       [scenes_version=v2|v1]
+Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [dropout_per=instruction] [factors=0]
+       [context=0] [find=0] [scenes=400] [scenes_version=v2|v1]
 Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v2.npz on first use (~1 s per 10 scenes).
 """
 import json
@@ -40,6 +41,7 @@ opts = dict(a.split("=") for a in sys.argv[2:])
 film_kind, bigram_dropout = opts.get("film", "ngram"), float(opts.get("bigram_dropout", 0.5))
 n_factors, n_scenes = int(opts.get("factors", 0)), int(opts.get("scenes", 400))
 context = opts.get("context", "0") == "1"
+dropout_per = opts.get("dropout_per", "instruction")
 torch.manual_seed(0)
 
 
@@ -146,7 +148,7 @@ class Probe(nn.Module):
         super().__init__()
         self.cnn = FilmCNN(text_hidden=64, image_size=96, n_tokens=16)
         layers, width = len(self.cnn.convs), self.cnn.width
-        self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout) if film_kind == "ngram" else None
+        self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=dropout_per) if film_kind == "ngram" else None
         self.factored = (WordFind(len(vocab), width) if opts.get("find") == "1" else
                          FactoredAttention(len(vocab), width, n_factors, context=context) if n_factors else None)
         n_in = 2 * 16 + 2 * (self.factored is not None)  # the keypoints, and the factored map's point

@@ -38,6 +38,7 @@ TEXT_TOKENIZERS = ("bpe", "byt5")
 VISION_STEMS = ("patch", "conv")
 CONNECTORS = ("shuffle", "keypoints", "film_cnn")
 FINETUNE_MODES = ("full", "frozen_vision", "lora")
+BIGRAM_DROPOUT_UNITS = ("instruction", "bigram")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PRETRAINED_TOKENIZER_DIR = "tokenizer"  # a pretrained backbone's own tokenizer, copied into the checkpoint
 
@@ -90,6 +91,10 @@ class BackboneConfig:
     # InstructionFiLM). A color-shape pair never named in training is a bigram never trained: its row is zero,
     # and the unigrams alone must pick the object. Left out half the time, they learn to.
     film_bigram_dropout: float = 0.0
+    # What film_bigram_dropout leaves out: "instruction", all of an instruction's bigrams at once; "bigram", each
+    # bigram on its own draw. A held-out pair's instruction has every bigram but the pair's ("ball on" says the
+    # ball is the object, "blue pad" that blue is the pad's color), which only the second shows in training.
+    film_bigram_dropout_per: str = "instruction"
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -119,6 +124,9 @@ class BackboneConfig:
         torch_dtype(self.dtype)
         if not 0.0 <= self.film_bigram_dropout < 1.0:
             raise ValueError(f"film_bigram_dropout must be in [0, 1), got {self.film_bigram_dropout}")
+        if self.film_bigram_dropout_per not in BIGRAM_DROPOUT_UNITS:
+            raise ValueError(f"film_bigram_dropout_per must be one of {BIGRAM_DROPOUT_UNITS}, "
+                             f"got {self.film_bigram_dropout_per!r}")
         if self.text_mlp_ratio <= 0:
             raise ValueError(f"text_mlp_ratio must be > 0, got {self.text_mlp_ratio}")
         if self.lora_rank < 1:

@@ -107,17 +107,20 @@ class InstructionFiLM(torch.nn.Module):
     "red" to "cube" where a bag of words could not tell "the red cube on the blue pad" from its swap), each
     hashed to one of `n_buckets` rows of every layer's (scale, shift), summed. The rows start at zero, so a new
     model starts as the unconditioned one; an n-gram never trained on (a new word, a color-shape pair never
-    named) adds nothing. `bigram_dropout` leaves out the bigrams of that share of the instructions in training,
-    so that the unigrams learn to pick the object alone where a new pair leaves them alone.
+    named) adds nothing. `bigram_dropout` leaves out, in training, the bigrams of that share of the instructions
+    (`dropout_per="instruction"`), so that the unigrams learn to pick the object alone where a new pair leaves
+    them alone, or that share of each instruction's bigrams, each on its own draw (`"bigram"`), so that the
+    training instructions include the held-out case: every bigram but one.
 
     Measured (benchmarks/probes/encoder_bisect.py): with the FilmCNN's keypoints asked for the named object's
     place, this bag learns it (~1 cm on new scenes in 1000 steps) as a bag of words does, where FiLM from the
     language model's own token embeddings (one transformer layer, mean-pooled, as before) and from their plain
     mean did not move off the mean guess: at their init scale (0.02) the words barely reach the FiLM."""
 
-    def __init__(self, vision_hidden: int, n_layers: int, n_buckets: int = 4096, bigram_dropout: float = 0.0):
+    def __init__(self, vision_hidden: int, n_layers: int, n_buckets: int = 4096, bigram_dropout: float = 0.0,
+                 dropout_per: str = "instruction"):
         super().__init__()
-        self.bigram_dropout = bigram_dropout
+        self.bigram_dropout, self.dropout_per = bigram_dropout, dropout_per
         self.table = torch.nn.EmbeddingBag(n_buckets, 2 * n_layers * vision_hidden, mode="sum")
         torch.nn.init.zeros_(self.table.weight)
         self.n_layers, self.vision_hidden, self.n_buckets = n_layers, vision_hidden, n_buckets
@@ -129,7 +132,8 @@ class InstructionFiLM(torch.nn.Module):
         prev = torch.nn.functional.pad(ids[:, :-1], (1, 0))
         prev_in = torch.nn.functional.pad(mask[:, :-1], (1, 0)) & mask
         if self.training and self.bigram_dropout > 0:
-            prev_in = prev_in & (torch.rand(len(ids), 1, device=ids.device) >= self.bigram_dropout)
+            draws = (len(ids), 1) if self.dropout_per == "instruction" else ids.shape
+            prev_in = prev_in & (torch.rand(draws, device=ids.device) >= self.bigram_dropout)
         buckets = torch.cat([ids % self.n_buckets, (ids * 1000003 + prev * 7919 + 1) % self.n_buckets], 1)
         weights = torch.cat([mask, prev_in], 1).to(self.table.weight.dtype)
         film = self.table(buckets, per_sample_weights=weights)
@@ -177,7 +181,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
     an instruction-conditioned CNN in its place (`connector="film_cnn"`)."""
 
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
-                 film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0):
+                 film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
+                 bigram_dropout_per: str = "instruction"):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         vc, tc = model.config.vision_config, model.config.text_config
         # film_cnn: one CNN per camera (as robomimic's and Diffusion Policy's encoders are), each with its own
@@ -189,7 +194,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
             [FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) for _ in range(n_cameras if film_cnn else 0)])
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
-        self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout) if film or film_cnn else None
+        self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per)
+                     if film or film_cnn else None)
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
@@ -285,7 +291,7 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     model.set_attn_implementation(cfg.attention)
     backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
-                                bigram_dropout=cfg.film_bigram_dropout)
+                                bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
