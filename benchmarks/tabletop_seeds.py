@@ -1,0 +1,113 @@
+"""How far one tabletop configuration moves between training seeds: several `benchmarks/tabletop.py` runs of the
+same policy, data and schedule that differ only in `--set seed=K`, side by side.
+
+    python benchmarks/tabletop_seeds.py --runs runs/s22/tabletop_fast runs/s22/tabletop_seed1 --out DIR
+
+It trains nothing: it reads each run's evaluation (DIR/eval/<task>.json) and its final checkpoint's training
+config, refuses runs whose model or training settings differ in more than the seed (and their own paths), and
+writes `DIR/results.json`: `{"runs": {run: {"seed": int, "splits": {split: float}, "per_skill": {split: {skill:
+float}}, "episodes": {split: int}}}, "splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}`
+and `DIR/seeds.png`. A split counts for a run once every skill of it is evaluated, and every run is compared on the
+episodes all of them have (the first N seeds of each task), so a run still evaluating can already be shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tabletop import SPLITS
+
+from vla.envs import get_suite
+from vla.envs.tabletop.env import parse_task
+
+OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
+
+
+def final_checkpoint(run: Path) -> Path:
+    checkpoints = sorted((run / "train" / "checkpoints").glob("step_*"))
+    if not checkpoints:
+        raise FileNotFoundError(f"{run}: no training checkpoint under train/checkpoints")
+    return checkpoints[-1]
+
+
+def settings(run: Path) -> tuple[dict, dict]:
+    config = json.loads((final_checkpoint(run) / "config.json").read_text())
+    return config["config"], config["meta"]["train_config"]
+
+
+def evaluated(run: Path) -> dict[str, dict[str, list[bool]]]:
+    """split -> skill -> per-episode successes, for the splits whose every skill is evaluated."""
+    groups, out = get_suite("tabletop").groups(), {}
+    for split, group in SPLITS.items():
+        files = {parse_task(t)[0]: run / "eval" / f"{t}.json" for t in groups[group]}
+        if all(f.is_file() for f in files.values()):
+            out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
+    return out
+
+
+def compare(runs: list[Path]) -> dict:
+    model0, train0 = settings(runs[0])
+    for run in runs[1:]:
+        model, train = settings(run)
+        differ = sorted({k for k in set(train) | set(train0) if k not in OWN_PATHS and train.get(k) != train0.get(k)}
+                        | {f"model.{k}" for k in set(model) | set(model0) if model.get(k) != model0.get(k)})
+        if differ:
+            raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
+    results = {str(r): evaluated(r) for r in runs}
+    splits = [s for s in SPLITS if all(s in per for per in results.values())]
+    # the episodes every run has, per task
+    n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}
+    report = {"runs": {}, "splits": {}}
+    for run, per in results.items():
+        per_skill = {s: {skill: sum(v[: n[s]]) / n[s] for skill, v in per[s].items()} for s in splits}
+        report["runs"][run] = {"seed": settings(Path(run))[1]["seed"], "per_skill": per_skill,
+                               "splits": {s: sum(per_skill[s].values()) / len(per_skill[s]) for s in splits},
+                               "episodes": {s: n[s] * len(per[s]) for s in splits}}
+    for s in splits:
+        values = [r["splits"][s] for r in report["runs"].values()]
+        report["splits"][s] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+                               "runs": len(values)}
+    return report
+
+
+def plot(report: dict, path: Path) -> None:
+    from vla.plots import plt
+
+    splits = list(report["splits"])
+    fig, ax = plt.subplots(figsize=(1.4 * len(splits) + 2, 3.5))
+    ax.bar(range(len(splits)), [100 * report["splits"][s]["mean"] for s in splits], color="#cccccc", label="mean")
+    for run in report["runs"].values():
+        ax.plot(range(len(splits)), [100 * run["splits"][s] for s in splits], "o", label=f"seed {run['seed']}")
+    ax.set_xticks(range(len(splits)), [s.replace("_", "\n") for s in splits], fontsize=8)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    ax.set_title("tabletop: one configuration, several training seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        report = compare(args.runs)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    plot(report, args.out / "seeds.png")
+    print(f"{'split':22}" + "".join(f"{'seed ' + str(r['seed']):>10}" for r in report["runs"].values())
+          + f"{'mean':>8}{'range':>10}  episodes per run")
+    for s, agg in report["splits"].items():
+        cells = "".join(f"{100 * r['splits'][s]:>9.0f}%" for r in report["runs"].values())
+        episodes = next(iter(report["runs"].values()))["episodes"][s]
+        print(f"{s:22}{cells}{100 * agg['mean']:>7.0f}%{100 * (agg['max'] - agg['min']):>9.0f}pt  {episodes}")
+
+
+if __name__ == "__main__":
+    main()
