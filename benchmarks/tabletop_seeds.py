@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from tabletop import SPLITS
@@ -33,8 +34,16 @@ def final_checkpoint(run: Path) -> Path:
 
 
 def settings(run: Path) -> tuple[dict, dict]:
+    """-> (model config, training config), each with the defaults of fields added since the run was trained
+    filled in, so that a checkpoint predating a field compares equal to one at its default."""
+    from vla.model.vla_model import VLAConfig
+    from vla.policies.vla_policy import PREDATING_DEFAULTS
+    from vla.train import TrainConfig
+
     config = json.loads((final_checkpoint(run) / "config.json").read_text())
-    return config["config"], config["meta"]["train_config"]
+    train_defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model"}
+    train = train_defaults | {k: v for k, v in config["meta"]["train_config"].items() if k != "model"}
+    return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
 
 
 def evaluated(run: Path) -> dict[str, dict[str, list[bool]]]:
@@ -52,7 +61,7 @@ def compare(runs: list[Path]) -> dict:
     for run in runs[1:]:
         model, train = settings(run)
         differ = sorted({k for k in set(train) | set(train0) if k not in OWN_PATHS and train.get(k) != train0.get(k)}
-                        | {f"model.{k}" for k in set(model) | set(model0) if model.get(k) != model0.get(k)})
+                        | {f"model.{k}" for k in model if model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
     results = {str(r): evaluated(r) for r in runs}
