@@ -57,9 +57,10 @@ def evaluated(run: Path) -> dict[str, dict[str, list[bool]]]:
 
 
 def compare(runs: list[Path]) -> dict:
-    model0, train0 = settings(runs[0])
+    configs = {str(r): settings(r) for r in runs}
+    model0, train0 = configs[str(runs[0])]
     for run in runs[1:]:
-        model, train = settings(run)
+        model, train = configs[str(run)]
         differ = sorted({k for k in set(train) | set(train0) if k not in OWN_PATHS and train.get(k) != train0.get(k)}
                         | {f"model.{k}" for k in model if model[k] != model0[k]})
         if differ:
@@ -71,7 +72,7 @@ def compare(runs: list[Path]) -> dict:
     report = {"runs": {}, "splits": {}}
     for run, per in results.items():
         per_skill = {s: {skill: sum(v[: n[s]]) / n[s] for skill, v in per[s].items()} for s in splits}
-        report["runs"][run] = {"seed": settings(Path(run))[1]["seed"], "per_skill": per_skill,
+        report["runs"][run] = {"seed": configs[run][1]["seed"], "per_skill": per_skill,
                                "splits": {s: sum(per_skill[s].values()) / len(per_skill[s]) for s in splits},
                                "episodes": {s: n[s] * len(per[s]) for s in splits}}
     for s in splits:
