@@ -26,21 +26,17 @@ from vla.envs.tabletop.env import parse_task
 OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
 
 
-def final_checkpoint(run: Path) -> Path:
-    checkpoints = sorted((run / "train" / "checkpoints").glob("step_*"))
-    if not checkpoints:
-        raise FileNotFoundError(f"{run}: no training checkpoint under train/checkpoints")
-    return checkpoints[-1]
-
-
 def settings(run: Path) -> tuple[dict, dict]:
     """-> (model config, training config), each with the defaults of fields added since the run was trained
     filled in, so that a checkpoint predating a field compares equal to one at its default."""
     from vla.model.vla_model import VLAConfig
     from vla.policies.vla_policy import PREDATING_DEFAULTS
-    from vla.train import TrainConfig
+    from vla.train import TrainConfig, latest_checkpoint
 
-    config = json.loads((final_checkpoint(run) / "config.json").read_text())
+    checkpoint = latest_checkpoint(run / "train")
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run}: no training checkpoint under train/checkpoints")
+    config = json.loads((checkpoint / "config.json").read_text())
     train_defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model"}
     train = train_defaults | {k: v for k, v in config["meta"]["train_config"].items() if k != "model"}
     return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
@@ -61,7 +57,8 @@ def compare(runs: list[Path]) -> dict:
     model0, train0 = configs[str(runs[0])]
     for run in runs[1:]:
         model, train = configs[str(run)]
-        differ = sorted({k for k in set(train) | set(train0) if k not in OWN_PATHS and train.get(k) != train0.get(k)}
+        # both filled to every field (settings), so the keys are the same
+        differ = sorted({k for k in train if k not in OWN_PATHS and train[k] != train0[k]}
                         | {f"model.{k}" for k in model if model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
