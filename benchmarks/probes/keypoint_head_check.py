@@ -1,0 +1,47 @@
+"""Does each tabletop run's keypoint head find the named object in new scenes, where its policy does or does not?
+
+Scenes of one split (seeds 50000+, outside training and evaluation), first frames: how often the head's predicted
+grasp point (lift, place: the keyframe) or end point (touch, push: the final state) is nearer the named object than
+any other, and its median distance to it.
+
+Usage: keypoint_head_check.py SCENES_PER_SKILL SPLIT RUN_DIR...   (SPLIT: seen, heldout-compositions, ...)
+"""
+import sys
+
+import numpy as np
+import torch
+
+from vla.envs.tabletop.env import TabletopEnv
+from vla.envs.tabletop.language import SKILLS
+from vla.policies.vla_policy import VLAPolicy
+from vla.schema import STATE_KEY, TASK_KEY
+
+N, split = int(sys.argv[1]), sys.argv[2]
+scenes = {}
+for skill in SKILLS:
+    env = TabletopEnv(f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}"))
+    rows = []
+    for seed in range(50000, 50000 + N):
+        obs, _ = env.reset(seed=seed)
+        xy = np.array([o.xy for o in env.scene.objects], np.float32)
+        rows.append((obs, xy, env.target_index))
+    scenes[skill] = rows
+    env.close()
+for run in sys.argv[3:]:
+    policy = VLAPolicy.from_pretrained(f"{run}/train")
+    model, keys = policy.model.eval(), policy.schema.image_keys
+    out = {}
+    for skill, rows in scenes.items():
+        images = torch.from_numpy(np.stack([np.stack([r[0][k] for k in keys]) for r in rows]))
+        state = np.stack([r[0][STATE_KEY] for r in rows])
+        with torch.no_grad():
+            prefix = model.build_prefix(images, state, [r[0][TASK_KEY] for r in rows])
+            disp = model.displacement(prefix, state).numpy()
+        tok = model.state_tokenizer
+        part = disp[:, 4:8] if skill in ("lift", "place") else disp[:, :4]
+        point = tok.unnormalize(tok.normalize(state) + part)[:, :2]
+        d = np.stack([np.linalg.norm(r[1] - p, axis=1) for r, p in zip(rows, point)])
+        named = np.array([d[i, r[2]] < np.delete(d[i], r[2]).min() for i, r in enumerate(rows)])
+        out[skill] = (named.mean(), np.median([d[i, r[2]] for i, r in enumerate(rows)]))
+    mean = np.mean([v[0] for v in out.values()])
+    print(run, split, f"nearer named {mean:.0%}", " ".join(f"{s} {v[0]:.0%} ({100 * v[1]:.1f} cm)" for s, v in out.items()), flush=True)
