@@ -44,4 +44,5 @@ for run in sys.argv[3:]:
         named = np.array([d[i, r[2]] < np.delete(d[i], r[2]).min() for i, r in enumerate(rows)])
         out[skill] = (named.mean(), np.median([d[i, r[2]] for i, r in enumerate(rows)]))
     mean = np.mean([v[0] for v in out.values()])
-    print(run, split, f"nearer named {mean:.0%}", " ".join(f"{s} {v[0]:.0%} ({100 * v[1]:.1f} cm)" for s, v in out.items()), flush=True)
+    per_skill = " ".join(f"{s} {v[0]:.0%} ({100 * v[1]:.1f} cm)" for s, v in out.items())
+    print(run, split, f"nearer named {mean:.0%}", per_skill, flush=True)
