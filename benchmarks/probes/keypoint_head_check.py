@@ -38,7 +38,8 @@ for run in sys.argv[3:]:
             prefix = model.build_prefix(images, state, [r[0][TASK_KEY] for r in rows])
             disp = model.displacement(prefix, state).numpy()
         tok = model.state_tokenizer
-        part = disp[:, 4:8] if skill in ("lift", "place") else disp[:, :4]
+        dim = state.shape[1]  # the head predicts the final state, then the keyframe, each less the state
+        part = disp[:, dim : 2 * dim] if skill in ("lift", "place") else disp[:, :dim]
         point = tok.unnormalize(tok.normalize(state) + part)[:, :2]
         d = np.stack([np.linalg.norm(r[1] - p, axis=1) for r, p in zip(rows, point)])
         named = np.array([d[i, r[2]] < np.delete(d[i], r[2]).min() for i, r in enumerate(rows)])
