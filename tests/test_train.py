@@ -119,6 +119,45 @@ def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(
         VLAPolicy.from_pretrained(out)
 
 
+def test_goal_tokens_are_the_keypoint_heads_prediction_after_the_state(tiny_store, tmp_path):
+    """model.goal_tokens: the prompt ends with the keypoint head's predicted final and keyframe states as state
+    bins, after the state tokens (which state_dropout masks, not the goals); the policy decodes with them."""
+    out = tmp_path / "goals"
+    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=True, goal_tokens=True, state_dropout=0.5)
+    model.backbone.connector = "film_cnn"
+    train(dataclasses.replace(config(tiny_store, out, 2, shift_pixels=0, save_every=2), model=model))
+    policy = VLAPolicy.from_pretrained(out)
+    m = policy.model.eval()
+    batch = ChunkDataset(open_source(tiny_store), 4).get_batch(np.arange(3))
+    images, state = torch.from_numpy(batch["images"]), batch[STATE_KEY]
+    d = state.shape[1]
+    assert m.n_goal_tokens == 2 * d
+    head_only = m.build_prefix(images, state, batch[TASK_KEY], head_only=True)
+    prefix = m.build_prefix(images, state, batch[TASK_KEY])
+    assert prefix["input_ids"].shape[1] == head_only["input_ids"].shape[1] + 2 * d
+    torch.testing.assert_close(prefix["input_ids"][:, : -2 * d], head_only["input_ids"])
+    now = m.state_tokenizer.normalize(state)
+    with torch.no_grad():
+        predicted = np.tile(now, 2) + m.displacement(head_only, state).numpy()
+    expected = m.first_state_id + m.state_tokenizer.to_bins(np.clip(predicted, -1, 1))
+    np.testing.assert_array_equal(prefix["input_ids"][:, -2 * d :].numpy(), expected)
+    with torch.no_grad():  # the goals move with the head's output
+        m.heads["final_state"][2].bias += 0.5
+    assert not torch.equal(m.build_prefix(images, state, batch[TASK_KEY])["input_ids"][:, -2 * d :],
+                           prefix["input_ids"][:, -2 * d :])
+    dropped = m.drop_state(prefix, torch.Generator().manual_seed(0))["input_ids"]
+    masked = (dropped[:, -3 * d : -2 * d] == m.mask_id).all(1)
+    assert masked.any() and not masked.all()  # some samples' states are MASK (p = 0.5, 3 samples)
+    torch.testing.assert_close(dropped[:, -2 * d :], prefix["input_ids"][:, -2 * d :])  # goals never
+    obs = {k: batch[k] for k in (STATE_KEY, TASK_KEY)} | {
+        key: batch["images"][:, i] for i, key in enumerate(policy.schema.image_keys)}
+    assert np.isfinite(policy.predict_chunk(obs)).all()
+    with pytest.raises(ValueError, match="goal_tokens are the keypoint head's predictions: they need final_state_weight"):
+        tiny_model_config(goal_tokens=True)
+    with pytest.raises(ValueError, match="connector=film_cnn"):
+        VLAPolicy.create(tiny_model_config(final_state_weight=1.0, goal_tokens=True), policy.schema, policy.stats, ["a"])
+
+
 def test_resume_without_checkpoint_fails_clearly(tiny_store, tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         train(config(tiny_store, tmp_path / "none", 2, resume=True))

@@ -190,8 +190,9 @@ def train(cfg: TrainConfig) -> Path:
         first_frames = None
         if anchors is not None:
             first = dataset.get_batch(np.random.default_rng(gen.initial_seed()).choice(anchors, cfg.batch_size))
-            first_frames = (core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY]),
-                            first[STATE_KEY], first["final_state"], first["keyframe_state"])
+            head_prefix = core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY],
+                                            head_only=True)
+            first_frames = (head_prefix, first[STATE_KEY], first["final_state"], first["keyframe_state"])
         with accelerator.autocast():
             result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
                            generator=gen, final_state=batch["final_state"], first_frames=first_frames)
