@@ -1,0 +1,47 @@
+"""Why a tabletop policy's lift or place fails on the named object: where its fingertips are when it first
+commands the gripper closed, and how high the object then rose.
+
+Per episode (seeds 100000+, the evaluation's): success; the tcp's horizontal distance and height above the named
+object's center at the first closing command (the expert closes within 0.8 cm of 0.5 cm below the center); how
+many times the command flipped between open and closed; the object's highest rise.
+
+Usage: grasp_diag.py CHECKPOINT lift|place EPISODES [SEED]
+"""
+import json
+import sys
+
+import numpy as np
+
+from vla.envs.tabletop.env import TabletopEnv
+from vla.evaluate import stack_observations
+from vla.policies.registry import load_policy
+
+checkpoint, skill, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+seed0 = int(sys.argv[4]) if len(sys.argv) > 4 else 100_000
+policy = load_policy(checkpoint)
+rows = []
+for seed in range(seed0, seed0 + n):
+    env = TabletopEnv(f"tabletop-{skill}")
+    obs, _ = env.reset(seed=seed)
+    policy.reset()
+    start_z, first_close, flips, last, rise, success = env.target_pos()[2], None, 0, None, 0.0, False
+    for _ in range(env.max_episode_steps):
+        action = policy.select_action(stack_observations([obs]))[0]
+        closed = bool(action[3] > 0)
+        if last is not None and closed != last:
+            flips += 1
+        last = closed
+        if closed and first_close is None:
+            offset = env.sim.tcp() - env.target_pos()
+            first_close = (float(np.linalg.norm(offset[:2])), float(offset[2]))
+        obs, _, terminated, truncated, info = env.step(action)
+        rise = max(rise, float(env.target_pos()[2] - start_z))
+        success = success or bool(info["is_success"])
+        if terminated or truncated:
+            break
+    env.close()
+    row = {"seed": seed, "success": success, "outcome": info["outcome"], "flips": flips, "rise_cm": 100 * rise,
+           "close_xy_cm": None if first_close is None else 100 * first_close[0],
+           "close_dz_cm": None if first_close is None else 100 * first_close[1]}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
