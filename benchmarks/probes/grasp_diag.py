@@ -19,9 +19,8 @@ from vla.policies.registry import load_policy
 checkpoint, skill, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seed0 = int(sys.argv[4]) if len(sys.argv) > 4 else 100_000
 policy = load_policy(checkpoint)
-rows = []
+env = TabletopEnv(f"tabletop-{skill}")
 for seed in range(seed0, seed0 + n):
-    env = TabletopEnv(f"tabletop-{skill}")
     obs, _ = env.reset(seed=seed)
     policy.reset()
     start_z, first_close, flips, last, rise, success = env.target_pos()[2], None, 0, None, 0.0, False
@@ -39,9 +38,8 @@ for seed in range(seed0, seed0 + n):
         success = success or bool(info["is_success"])
         if terminated or truncated:
             break
-    env.close()
     row = {"seed": seed, "success": success, "outcome": info["outcome"], "flips": flips, "rise_cm": 100 * rise,
            "close_xy_cm": None if first_close is None else 100 * first_close[0],
            "close_dz_cm": None if first_close is None else 100 * first_close[1]}
-    rows.append(row)
     print(json.dumps(row), flush=True)
+env.close()
