@@ -63,16 +63,26 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
     return final
 
 
+def eval_folder(out: Path, decoding: str | None = None) -> Path:
+    """Where a run's per-task evaluations are kept: out/eval with the checkpoint's own decoding, out/eval-<decoding>
+    when it is overridden, so that one checkpoint's two decodings never mix."""
+    return out / ("eval" if decoding is None else f"eval-{decoding}")
+
+
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
-                   progress: Progress) -> dict[str, dict]:
+                   progress: Progress, decoding: str | None = None) -> dict[str, dict]:
     """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
-    (out/eval/<task>.json), so a rerun skips it. -> task -> vla.evaluate's per-task result."""
-    from vla.evaluate import evaluate_policy
+    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` overrides the checkpoint's.
+    -> task -> vla.evaluate's per-task result."""
+    from vla.evaluate import evaluate_policy, override_decoding
     from vla.policies.registry import load_policy
 
-    folder = out / "eval"
-    folder.mkdir(exist_ok=True)
     policy = load_policy(checkpoint)
+    if decoding == getattr(policy.cfg, "decoding", None):
+        decoding = None  # the checkpoint's own: its folder
+    policy = override_decoding(policy, decoding, source=str(checkpoint))
+    folder = eval_folder(out, decoding)
+    folder.mkdir(exist_ok=True)
     results = {}
     for task in tasks:
         path = folder / f"{task}.json"

@@ -36,6 +36,7 @@ from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_sta
 from vla.envs import get_suite
 from vla.envs.tabletop.env import OUTCOMES, parse_task
 from vla.envs.tabletop.language import SKILLS
+from vla.model.vla_model import DECODING
 
 SPLITS = {"seen": "tabletop-seen", "heldout_compositions": "tabletop-heldout-compositions",
           "heldout_paraphrases": "tabletop-heldout-paraphrases", "heldout_words": "tabletop-heldout-words",
@@ -54,7 +55,7 @@ POLICY = ["model.backbone.connector=film_cnn", "model.final_state_weight=10.0",
           "model.backbone.film_bigram_dropout=0.5", "model.final_state_keyframe=true", "max_memory_gb=12"]
 
 
-def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Progress) -> dict:
+def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Progress, decoding: str) -> dict:
     suite = get_suite("tabletop")
     groups = suite.groups()
     expert = {parse_task(t)[0]: r["expert_success"] for t, r in record_report["tasks"].items()}
@@ -79,6 +80,7 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
             "demos_per_skill": args.demos, "train_steps": args.steps, "eval_seed": EVAL_SEED,
+            "decoding": decoding,
             # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
             "action_noise": args.action_noise,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s}
@@ -95,7 +97,8 @@ def print_tables(results: dict) -> None:
         for split, rates in results["acted_on"].items():
             print(f"{split:<22}" + "".join(f"{rates[o]:>8.0%}" for o in OUTCOMES))
     print(f"chance {results['chance']:.0%}; training {results['train_s'] / 60:.1f} min "
-          f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill)")
+          f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill); "
+          f"{results['decoding']} decoding")
     for check, ok in results["checks"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {check}")
 
@@ -129,6 +132,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
+    parser.add_argument("--decoding", choices=DECODING, default=None,
+                        help="evaluate with this decoding instead of the checkpoint's (parallel); the same weights "
+                             "either way, kept apart in DIR/eval-<decoding>")
     parser.add_argument("--set", nargs="*", default=[],
                         help=f"vla-train overrides, after the policy's own ({' '.join(POLICY)}), so they win")
     args = parser.parse_args()
@@ -146,8 +152,10 @@ def main() -> None:
                                  action_noise=args.action_noise)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
-    per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress)
-    results = summarize(args, report, per_task, progress)
+    per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,
+                              args.decoding)
+    decoding = args.decoding or json.loads((checkpoint / "config.json").read_text())["config"]["decoding"]
+    results = summarize(args, report, per_task, progress, decoding)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")
     plot_cameras(args.out / "cameras.png", [f"tabletop-{skill}" for skill in SKILLS], args.image_size)

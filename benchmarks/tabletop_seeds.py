@@ -3,9 +3,9 @@ same policy, data and schedule that differ only in `--set seed=K`, side by side.
 
     python benchmarks/tabletop_seeds.py --runs runs/s22/tabletop_fast runs/s22/tabletop_seed1 --out DIR
 
-It trains nothing: it reads each run's evaluation (DIR/eval/<task>.json) and its final checkpoint's training
-config, refuses runs whose model or training settings differ in more than the seed (and their own paths), and
-writes `DIR/results.json`: `{"runs": {run: {"seed": int, "splits": {split: float}, "per_skill": {split: {skill:
+It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-<decoding>/ with
+`--decoding`) and its final checkpoint's training config, refuses runs whose model or training settings differ
+in more than the seed (and their own paths), and writes `DIR/results.json`: `{"decoding": str, "runs": {run: {"seed": int, "splits": {split: float}, "per_skill": {split: {skill:
 float}}, "episodes": {split: int}}}, "splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}`
 and `DIR/seeds.png`. A split counts for a run once every skill of it is evaluated, and every run is compared on the
 episodes all of them have (the first N seeds of each task), so a run still evaluating can already be shown.
@@ -18,10 +18,12 @@ import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from stages import eval_folder
 from tabletop import SPLITS
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import parse_task
+from vla.model.vla_model import DECODING
 
 OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
 
@@ -42,17 +44,17 @@ def settings(run: Path) -> tuple[dict, dict]:
     return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
 
 
-def evaluated(run: Path) -> dict[str, dict[str, list[bool]]]:
+def evaluated(run: Path, decoding: str | None = None) -> dict[str, dict[str, list[bool]]]:
     """split -> skill -> per-episode successes, for the splits whose every skill is evaluated."""
     groups, out = get_suite("tabletop").groups(), {}
     for split, group in SPLITS.items():
-        files = {parse_task(t)[0]: run / "eval" / f"{t}.json" for t in groups[group]}
+        files = {parse_task(t)[0]: eval_folder(run, decoding) / f"{t}.json" for t in groups[group]}
         if all(f.is_file() for f in files.values()):
             out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
     return out
 
 
-def compare(runs: list[Path]) -> dict:
+def compare(runs: list[Path], decoding: str | None = None) -> dict:
     configs = {str(r): settings(r) for r in runs}
     model0, train0 = configs[str(runs[0])]
     for run in runs[1:]:
@@ -62,11 +64,11 @@ def compare(runs: list[Path]) -> dict:
                         | {f"model.{k}" for k in model if model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    results = {str(r): evaluated(r) for r in runs}
+    results = {str(r): evaluated(r, decoding) for r in runs}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}
-    report = {"runs": {}, "splits": {}}
+    report = {"decoding": decoding or model0["decoding"], "runs": {}, "splits": {}}
     for run, per in results.items():
         per_skill = {s: {skill: sum(v[: n[s]]) / n[s] for skill, v in per[s].items()} for s in splits}
         report["runs"][run] = {"seed": configs[run][1]["seed"], "per_skill": per_skill,
@@ -100,9 +102,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--decoding", choices=DECODING, default=None,
+                        help="read the evaluations `tabletop.py --decoding` wrote (default: the checkpoints' own)")
     args = parser.parse_args()
     try:
-        report = compare(args.runs)
+        report = compare(args.runs, args.decoding)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)

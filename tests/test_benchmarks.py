@@ -79,22 +79,27 @@ def test_film_cnn_speed_benchmark_writes_its_format_and_both_forwards_agree(tmp_
     assert (out / "film_cnn_speed.png").stat().st_size > 0
 
 
-def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], lr: float = 1e-3) -> None:
-    """What tabletop_seeds.py reads of a tabletop.py run: its final checkpoint's config and its eval files."""
+def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], lr: float = 1e-3,
+                       autoregressive: dict[str, list[bool]] | None = None) -> None:
+    """What tabletop_seeds.py reads of a tabletop.py run: its final checkpoint's config and its eval files (with
+    the checkpoint's decoding, and with autoregressive decoding if given)."""
     checkpoint = run / "train" / "checkpoints" / "step_000010"
     checkpoint.mkdir(parents=True)
     train = {"seed": seed, "dataset": str(run / "demos.zarr"), "out": str(run / "train"), "lr": lr}
     (checkpoint / "config.json").write_text(json.dumps({"config": {"chunk_size": 8}, "meta": {"train_config": train}}))
-    (run / "eval").mkdir()
-    for task, s in successes.items():
-        (run / "eval" / f"{task}.json").write_text(json.dumps({"successes": s, "success_rate": sum(s) / len(s)}))
+    for folder, results in (("eval", successes), ("eval-autoregressive", autoregressive or {})):
+        (run / folder).mkdir()
+        for task, s in results.items():
+            (run / folder / f"{task}.json").write_text(json.dumps({"successes": s, "success_rate": sum(s) / len(s)}))
 
 
 def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_settings(tmp_path):
     seen = [f"tabletop-{skill}" for skill in ("touch", "push", "lift", "place")]
     _fake_tabletop_run(tmp_path / "a", 0, {t: [True, True, False, True] for t in seen} |
-                       {"tabletop-touch-heldout-compositions": [True]})  # a split not every skill has: left out
-    _fake_tabletop_run(tmp_path / "b", 1, {t: [False, True] for t in seen})  # still evaluating: 2 episodes a task
+                       {"tabletop-touch-heldout-compositions": [True]},  # a split not every skill has: left out
+                       autoregressive={t: [False, False] for t in seen})
+    _fake_tabletop_run(tmp_path / "b", 1, {t: [False, True] for t in seen},  # still evaluating: 2 episodes a task
+                       autoregressive={t: [True, False] for t in seen})
     _fake_tabletop_run(tmp_path / "c", 2, {t: [True] for t in seen}, lr=3e-4)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
            str(tmp_path / "a"), str(tmp_path / "b")]
@@ -107,5 +112,11 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     assert report["splits"]["seen"] == {"mean": 0.75, "min": 0.5, "max": 1.0, "runs": 2}
     assert report["runs"][str(tmp_path / "b")]["episodes"]["seen"] == 8
     assert (tmp_path / "out" / "seeds.png").stat().st_size > 0
+    # the same runs' autoregressive evaluations (tabletop.py --decoding autoregressive), kept apart
+    done = subprocess.run(cmd + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["decoding"] == "autoregressive" and report["splits"]["seen"]["mean"] == 0.25
     refused = subprocess.run(cmd + [str(tmp_path / "c")], capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode == 2 and "differs from" in refused.stderr and "lr" in refused.stderr

@@ -53,6 +53,24 @@ def test_constrained_decoding_never_yields_a_malformed_chunk(seed, scale, decode
     assert np.all(chunk >= -1.0 - 1e-6) and np.all(chunk <= 1.0 + 1e-6)
 
 
+def test_decoding_override_changes_how_the_same_weights_decode_and_refuses_other_policies():
+    from types import SimpleNamespace
+
+    from vla.evaluate import override_decoding
+
+    policy = make_policy(2)
+    obs = batch(2)
+    parallel = policy.predict_chunk(obs)
+    assert override_decoding(policy, "autoregressive", 2) is policy
+    assert policy.cfg.decoding == policy.model.cfg.decoding == "autoregressive" and policy.n_action_steps == 2
+    assert not np.allclose(policy.predict_chunk(obs), parallel)  # each token now sees the ones before it
+    assert override_decoding(policy).cfg.decoding == "autoregressive"  # nothing asked: unchanged
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        override_decoding(policy, "beam")
+    with pytest.raises(ValueError, match="runs/act is 'act'"):
+        override_decoding(SimpleNamespace(meta={"policy_type": "act"}), "parallel", source="runs/act")
+
+
 @pytest.mark.parametrize("step_tokens", [False, True])
 def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass(step_tokens):
     """Each cached decode step must see exactly what a teacher-forced pass over its own tokens sees,

@@ -121,17 +121,27 @@ def print_table(results: dict, title: str = "success rate") -> None:
     Console().print(table)
 
 
+def override_decoding(policy, decoding: str | None = None, n_action_steps: int | None = None,
+                      source: str = "the checkpoint"):
+    """The loaded policy, decoding its chunks as asked (None keeps the checkpoint's). Training does not depend on
+    either: the same weights decode in parallel or one token at a time."""
+    from vla.policies.vla_policy import VLAPolicy
+
+    overrides = {k: v for k, v in (("decoding", decoding), ("n_action_steps", n_action_steps)) if v}
+    if overrides:
+        if not isinstance(policy, VLAPolicy):
+            raise ValueError(f"{sorted(overrides)} override a VLA checkpoint's decoding; {source} is "
+                             f"{policy.meta.get('policy_type')!r}")
+        policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
+    return policy
+
+
 def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     from vla.policies.registry import load_policy
     from vla.policies.vla_policy import VLAPolicy
 
-    policy = load_policy(cfg.checkpoint, device=cfg.device)
-    overrides = {k: v for k, v in (("decoding", cfg.decoding), ("n_action_steps", cfg.n_action_steps)) if v}
-    if overrides:
-        if not isinstance(policy, VLAPolicy):
-            raise ValueError(f"{sorted(overrides)} override a VLA checkpoint's decoding; {cfg.checkpoint} is "
-                             f"{policy.meta.get('policy_type')!r}")
-        policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
+    policy = override_decoding(load_policy(cfg.checkpoint, device=cfg.device), cfg.decoding, cfg.n_action_steps,
+                               str(cfg.checkpoint))
     trained = policy.meta.get("env_tasks", [])
     tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
     if not tasks:
