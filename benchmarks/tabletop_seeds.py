@@ -45,7 +45,8 @@ def settings(run: Path) -> tuple[dict, dict]:
 
 
 def evaluated(run: Path, decoding: str | None = None) -> dict[str, dict[str, list[bool]]]:
-    """split -> skill -> per-episode successes, for the splits whose every skill is evaluated."""
+    """split -> skill -> per-episode successes, for the splits whose every skill is evaluated (with `decoding`
+    where it overrides the checkpoint's: `tabletop.py --decoding`)."""
     groups, out = get_suite("tabletop").groups(), {}
     for split, group in SPLITS.items():
         files = {parse_task(t)[0]: eval_folder(run, decoding) / f"{t}.json" for t in groups[group]}
@@ -57,14 +58,17 @@ def evaluated(run: Path, decoding: str | None = None) -> dict[str, dict[str, lis
 def compare(runs: list[Path], decoding: str | None = None) -> dict:
     configs = {str(r): settings(r) for r in runs}
     model0, train0 = configs[str(runs[0])]
+    # training does not depend on the decoding: with one asked for, checkpoints saved with either compare
+    same_weights = ("decoding",) if decoding else ()
     for run in runs[1:]:
         model, train = configs[str(run)]
         # both filled to every field (settings), so the keys are the same
         differ = sorted({k for k in train if k not in OWN_PATHS and train[k] != train0[k]}
-                        | {f"model.{k}" for k in model if model[k] != model0[k]})
+                        | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    results = {str(r): evaluated(r, decoding) for r in runs}
+    # a checkpoint's own decoding is in its eval folder, an overriding one in eval-<decoding> (tabletop.py)
+    results = {str(r): evaluated(r, None if configs[str(r)][0]["decoding"] == decoding else decoding) for r in runs}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}

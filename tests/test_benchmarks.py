@@ -80,13 +80,14 @@ def test_film_cnn_speed_benchmark_writes_its_format_and_both_forwards_agree(tmp_
 
 
 def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], lr: float = 1e-3,
-                       autoregressive: dict[str, list[bool]] | None = None) -> None:
+                       autoregressive: dict[str, list[bool]] | None = None, decoding: str = "parallel") -> None:
     """What tabletop_seeds.py reads of a tabletop.py run: its final checkpoint's config and its eval files (with
-    the checkpoint's decoding, and with autoregressive decoding if given)."""
+    the checkpoint's decoding, and with autoregressive decoding overriding it if given)."""
     checkpoint = run / "train" / "checkpoints" / "step_000010"
     checkpoint.mkdir(parents=True)
     train = {"seed": seed, "dataset": str(run / "demos.zarr"), "out": str(run / "train"), "lr": lr}
-    (checkpoint / "config.json").write_text(json.dumps({"config": {"chunk_size": 8}, "meta": {"train_config": train}}))
+    config = {"config": {"chunk_size": 8, "decoding": decoding}, "meta": {"train_config": train}}
+    (checkpoint / "config.json").write_text(json.dumps(config))
     for folder, results in (("eval", successes), ("eval-autoregressive", autoregressive or {})):
         (run / folder).mkdir()
         for task, s in results.items():
@@ -118,5 +119,16 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["decoding"] == "autoregressive" and report["splits"]["seen"]["mean"] == 0.25
+    # a run trained to decode autoregressively keeps those evaluations in eval/; it compares with the overrides
+    _fake_tabletop_run(tmp_path / "d", 3, {t: [True, True] for t in seen}, decoding="autoregressive")
+    mixed = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
+             str(tmp_path / "a"), str(tmp_path / "d")]
+    done = subprocess.run(mixed + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.0, 1.0]
+    refused = subprocess.run(mixed, capture_output=True, text=True, timeout=300, check=False)  # two decodings
+    assert refused.returncode == 2 and "model.decoding" in refused.stderr
     refused = subprocess.run(cmd + [str(tmp_path / "c")], capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode == 2 and "differs from" in refused.stderr and "lr" in refused.stderr

@@ -3,23 +3,37 @@ commands the gripper closed, and how high the object then rose.
 
 Per episode (seeds 100000+, the evaluation's): success; the tcp's horizontal distance and height above the named
 object's center at the first closing command (the expert closes within 0.8 cm of 0.5 cm below the center); how
-many times the command flipped between open and closed; the object's highest rise.
+many times the command flipped between open and closed; the object's highest rise; the instruction, and which
+object the hand acted on, by how it relates to the named one (the same color, the same shape, neither).
 
-Usage: grasp_diag.py CHECKPOINT lift|place EPISODES [SEED]
+Usage: grasp_diag.py CHECKPOINT lift|place EPISODES [SEED] [SPLIT]   (SPLIT: seen, heldout-compositions, ...)
 """
 import json
 import sys
 
 import numpy as np
 
-from vla.envs.tabletop.env import TabletopEnv
+from vla.envs.tabletop.env import MOVED_DISTANCE, TabletopEnv
 from vla.evaluate import stack_observations
 from vla.policies.registry import load_policy
 
 checkpoint, skill, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seed0 = int(sys.argv[4]) if len(sys.argv) > 4 else 100_000
+split = sys.argv[5] if len(sys.argv) > 5 else "seen"
 policy = load_policy(checkpoint)
-env = TabletopEnv(f"tabletop-{skill}")
+env = TabletopEnv(f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}"))
+
+
+def acted_on() -> str:
+    """The object moved farthest (as the env's outcome), by its relation to the named one."""
+    moved = [np.linalg.norm(env.sim.object_pos(i)[:2] - xy) for i, xy in enumerate(env._object_starts)]
+    if max(moved) < MOVED_DISTANCE:
+        return "none"
+    obj, goal = env.scene.objects[int(np.argmax(moved))], env.goal
+    same = (obj.color == goal.color, obj.shape == goal.shape)
+    return {(True, True): "named", (True, False): "same color", (False, True): "same shape"}.get(same, "neither")
+
+
 for seed in range(seed0, seed0 + n):
     obs, _ = env.reset(seed=seed)
     policy.reset()
@@ -38,7 +52,7 @@ for seed in range(seed0, seed0 + n):
         success = success or bool(info["is_success"])
         if terminated or truncated:
             break
-    row = {"seed": seed, "success": success, "outcome": info["outcome"], "flips": flips, "rise_cm": 100 * rise,
+    row = {"seed": seed, "success": success, "instruction": env.instruction, "acted": acted_on(), "flips": flips, "rise_cm": 100 * rise,
            "close_xy_cm": None if first_close is None else 100 * first_close[0],
            "close_dz_cm": None if first_close is None else 100 * first_close[1]}
     print(json.dumps(row), flush=True)

@@ -2,7 +2,8 @@
 
 Scenes of one split (seeds 50000+, outside training and evaluation), first frames: how often the head's predicted
 grasp point (lift, place: the keyframe) or end point (touch, push: the final state) is nearer the named object than
-any other, and its median distance to it.
+any other, and its median distance to it. On heldout-compositions, also split by the kind of pair held out: one
+no training scene shows ("everywhere") or one only this skill never trained on as its target ("this skill").
 
 Usage: keypoint_head_check.py SCENES_PER_SKILL SPLIT RUN_DIR...   (SPLIT: seen, heldout-compositions, ...)
 """
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from vla.envs.tabletop.env import TabletopEnv
-from vla.envs.tabletop.language import SKILLS
+from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS
 from vla.policies.vla_policy import VLAPolicy
 from vla.schema import STATE_KEY, TASK_KEY
 
@@ -24,7 +25,8 @@ for skill in SKILLS:
     for seed in range(50000, 50000 + N):
         obs, _ = env.reset(seed=seed)
         xy = np.array([o.xy for o in env.scene.objects], np.float32)
-        rows.append((obs, xy, env.target_index))
+        kind = "everywhere" if (env.goal.color, env.goal.shape) in HELDOUT_PAIRS else "this skill"
+        rows.append((obs, xy, env.target_index, kind))
     scenes[skill] = rows
     env.close()
 for run in sys.argv[3:]:
@@ -44,6 +46,10 @@ for run in sys.argv[3:]:
         d = np.stack([np.linalg.norm(r[1] - p, axis=1) for r, p in zip(rows, point)])
         named = np.array([d[i, r[2]] < np.delete(d[i], r[2]).min() for i, r in enumerate(rows)])
         out[skill] = (named.mean(), np.median([d[i, r[2]] for i, r in enumerate(rows)]))
+        if split == "heldout-compositions":
+            kinds = np.array([r[3] for r in rows])
+            print(f"  {skill}: " + ", ".join(f"held out {k} {named[kinds == k].mean():.0%} of {(kinds == k).sum()}"
+                                             for k in ("everywhere", "this skill")), flush=True)
     mean = np.mean([v[0] for v in out.values()])
     per_skill = " ".join(f"{s} {v[0]:.0%} ({100 * v[1]:.1f} cm)" for s, v in out.items())
     print(run, split, f"nearer named {mean:.0%}", per_skill, flush=True)
