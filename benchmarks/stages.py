@@ -78,7 +78,7 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     from vla.policies.registry import load_policy
 
     policy = load_policy(checkpoint)
-    if decoding == getattr(policy.cfg, "decoding", None):
+    if decoding == getattr(getattr(policy, "cfg", None), "decoding", None):
         decoding = None  # the checkpoint's own: its folder
     policy = override_decoding(policy, decoding, source=str(checkpoint))
     folder = eval_folder(out, decoding)

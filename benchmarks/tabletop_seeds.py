@@ -3,10 +3,11 @@ same policy, data and schedule that differ only in `--set seed=K`, side by side.
 
     python benchmarks/tabletop_seeds.py --runs runs/s22/tabletop_fast runs/s22/tabletop_seed1 --out DIR
 
-It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-<decoding>/ with
-`--decoding`) and its final checkpoint's training config, refuses runs whose model or training settings differ
-in more than the seed (and their own paths), and writes `DIR/results.json`: `{"decoding": str, "runs": {run: {"seed": int, "splits": {split: float}, "per_skill": {split: {skill:
-float}}, "episodes": {split: int}}}, "splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}`
+It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-D/ with `--decoding D` where
+D is not the run's own) and its final checkpoint's training config, refuses runs whose model or training settings differ
+in more than the seed (and their own paths), and writes `DIR/results.json`: `{"decoding": str, "runs": {run:
+{"seed": int, "splits": {split: float}, "per_skill": {split: {skill: float}}, "episodes": {split: int}}},
+"splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}`
 and `DIR/seeds.png`. A split counts for a run once every skill of it is evaluated, and every run is compared on the
 episodes all of them have (the first N seeds of each task), so a run still evaluating can already be shown.
 """

@@ -52,8 +52,8 @@ for seed in range(seed0, seed0 + n):
         success = success or bool(info["is_success"])
         if terminated or truncated:
             break
-    row = {"seed": seed, "success": success, "instruction": env.instruction, "acted": acted_on(), "flips": flips, "rise_cm": 100 * rise,
-           "close_xy_cm": None if first_close is None else 100 * first_close[0],
+    row = {"seed": seed, "success": success, "instruction": env.instruction, "acted": acted_on(), "flips": flips,
+           "rise_cm": 100 * rise, "close_xy_cm": None if first_close is None else 100 * first_close[0],
            "close_dz_cm": None if first_close is None else 100 * first_close[1]}
     print(json.dumps(row), flush=True)
 env.close()
