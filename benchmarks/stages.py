@@ -63,10 +63,10 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
     return final
 
 
-def eval_folder(out: Path, decoding: str | None = None) -> Path:
-    """Where a run's per-task evaluations are kept: out/eval with the checkpoint's own decoding, out/eval-<decoding>
-    when it is overridden, so that one checkpoint's two decodings never mix."""
-    return out / ("eval" if decoding is None else f"eval-{decoding}")
+def eval_folder(out: Path, decoding: str | None, own: str | None) -> Path:
+    """Where a run's per-task evaluations are kept: out/eval with the checkpoint's own decoding (`own`; also when
+    `decoding` is None), out/eval-<decoding> when another overrides it, so one checkpoint's two decodings never mix."""
+    return out / ("eval" if decoding in (None, own) else f"eval-{decoding}")
 
 
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
@@ -78,10 +78,8 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     from vla.policies.registry import load_policy
 
     policy = load_policy(checkpoint)
-    if decoding == getattr(getattr(policy, "cfg", None), "decoding", None):
-        decoding = None  # the checkpoint's own: its folder
+    folder = eval_folder(out, decoding, getattr(getattr(policy, "cfg", None), "decoding", None))
     policy = override_decoding(policy, decoding, source=str(checkpoint))
-    folder = eval_folder(out, decoding)
     folder.mkdir(exist_ok=True)
     results = {}
     for task in tasks:

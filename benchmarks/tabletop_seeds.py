@@ -45,12 +45,12 @@ def settings(run: Path) -> tuple[dict, dict]:
     return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
 
 
-def evaluated(run: Path, decoding: str | None = None) -> dict[str, dict[str, list[bool]]]:
+def evaluated(run: Path, decoding: str | None, own: str) -> dict[str, dict[str, list[bool]]]:
     """split -> skill -> per-episode successes, for the splits whose every skill is evaluated (with `decoding`
-    where it overrides the checkpoint's: `tabletop.py --decoding`)."""
+    where it overrides the checkpoint's own: `tabletop.py --decoding`)."""
     groups, out = get_suite("tabletop").groups(), {}
     for split, group in SPLITS.items():
-        files = {parse_task(t)[0]: eval_folder(run, decoding) / f"{t}.json" for t in groups[group]}
+        files = {parse_task(t)[0]: eval_folder(run, decoding, own) / f"{t}.json" for t in groups[group]}
         if all(f.is_file() for f in files.values()):
             out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
     return out
@@ -68,8 +68,7 @@ def compare(runs: list[Path], decoding: str | None = None) -> dict:
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    # a checkpoint's own decoding is in its eval folder, an overriding one in eval-<decoding> (tabletop.py)
-    results = {str(r): evaluated(r, None if configs[str(r)][0]["decoding"] == decoding else decoding) for r in runs}
+    results = {str(r): evaluated(r, decoding, configs[str(r)][0]["decoding"]) for r in runs}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}
