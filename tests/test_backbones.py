@@ -327,6 +327,28 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
 
 
+def test_film_only_keeps_the_instruction_out_of_the_prompt_and_in_the_film(tmp_path):
+    policy = tiny_embedded_policy(connector="film_cnn", film_only=True)
+    model, obs = policy.model, observations()
+    with torch.no_grad():
+        model.backbone.film.table.weight.normal_(std=0.5)
+    images = torch.from_numpy(obs["observation.images.corner2"][:, None])
+    prefix = model.build_prefix(images, obs["observation.state"], obs["task"])
+    shown = prefix["input_ids"][prefix["attention_mask"].bool()]
+    assert not torch.isin(shown, torch.tensor(model.text_ids(obs["task"][1]))).any()  # no word reaches the prompt
+    ids = prefix["instruction_ids"]
+    assert ids[1][ids[1] >= 0].tolist() == model.text_ids(obs["task"][1])  # the FiLM reads all of it
+    same = {k: v for k, v in obs.items()}
+    same["task"] = [obs["task"][0]] * 2
+    other = dict(same, task=[obs["task"][1]] * 2)
+    assert not np.allclose(policy.predict_chunk(same), policy.predict_chunk(other))  # the words still steer it
+    assert reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.film_only
+    policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, decoding="autoregressive")  # the KV-cached path
+    assert np.isfinite(policy.predict_chunk(obs)).all()
+    with pytest.raises(ValueError, match="film_only needs a FiLM"):
+        BackboneConfig(film_only=True)
+
+
 def test_film_cnn_runs_nchw_and_in_bf16_under_autocast():
     """The layout and dtype its CPU training speed rests on: channels-last pixels (the permuted HWC view) made
     GroupNorm's backward ~10x slower, and an fp32 FiLM promoted every activation to fp32 and back (README,

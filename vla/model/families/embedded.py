@@ -182,8 +182,9 @@ class EmbeddedBackbone(SmolVLMBackbone):
 
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
                  film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
-                 bigram_dropout_per: str = "instruction"):
+                 bigram_dropout_per: str = "instruction", film_only: bool = False):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
+        self.film_only = film_only  # BackboneConfig.film_only: the prompt holds no instruction, the FiLM reads it
         vc, tc = model.config.vision_config, model.config.text_config
         # film_cnn: one CNN per camera (as robomimic's and Diffusion Policy's encoders are), each with its own
         # FiLM channels; the vision tower is unused. In the probe of cnn_probe.py, the scene and wrist cameras
@@ -199,6 +200,12 @@ class EmbeddedBackbone(SmolVLMBackbone):
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
+        if self.film_only:  # [pad ...] [images] [tail]; the instruction's ids, left-padded with -1, for the FiLM
+            inputs = super().prefix(images, [[] for _ in texts], tails)
+            width = max(map(len, texts))
+            inputs["instruction_ids"] = torch.tensor([[-1] * (width - len(t)) + list(t) for t in texts],
+                                                     device=inputs["input_ids"].device)
+            return inputs
         inputs = super().prefix(images, texts, tails, text_length)
         if self.film is not None:  # the instruction's ids, -1 elsewhere (the tails are appended ids, after the image id)
             ids = inputs["input_ids"]
@@ -291,7 +298,8 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     model.set_attn_implementation(cfg.attention)
     backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
-                                bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per)
+                                bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per,
+                                film_only=cfg.film_only)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
