@@ -1,0 +1,33 @@
+"""Which held-out pairs a tabletop run's closed loop succeeds on, from its saved evaluations (nothing is simulated).
+
+Each held-out-composition episode's goal is rebuilt from its seed (`sample_episode`, EVAL_SEED + i, as
+evaluation drew it) and its success counted by the kind of pair held out: one no training scene shows
+("everywhere") or one only this skill never had as its target ("this skill"; other skills train it as a target
+and, until it is held out of a skill's scenes, this skill shows it as a distractor). If a skill fails both kinds
+alike, what it misses is not learned avoidance of a distractor.
+
+Usage: heldout_pairs.py EVAL_DIR...   (a run's eval/ or eval-<decoding>/ folder)
+"""
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from vla.envs.tabletop.env import sample_episode
+from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS
+from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
+
+totals: dict[str, Counter] = {skill: Counter() for skill in SKILLS}
+for folder in map(Path, sys.argv[1:]):
+    for skill in SKILLS:
+        path = folder / f"tabletop-{skill}-heldout-compositions.json"
+        if not path.is_file():
+            sys.exit(f"{path} is missing: evaluate the run's heldout-compositions split first")
+        for i, success in enumerate(json.loads(path.read_text())["successes"]):
+            _, goal = sample_episode(skill, "heldout-compositions", EVAL_SEED + i)
+            kind = "everywhere" if (goal.color, goal.shape) in HELDOUT_PAIRS else "this skill"
+            totals[skill][kind, "n"] += 1
+            totals[skill][kind, "ok"] += bool(success)
+for skill, count in totals.items():
+    print(f"{skill:6s} " + ", ".join(f"held out {k}: {count[k, 'ok']} of {count[k, 'n']}"
+                                     for k in ("everywhere", "this skill")))
