@@ -385,6 +385,20 @@ def test_film_bigram_dropout_leaves_out_some_instructions_bigrams_in_training_on
         BackboneConfig(film_bigram_dropout=1.0)
 
 
+def test_film_factored_bigrams_start_at_zero_read_word_order_and_are_never_dropped():
+    film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.9, factored_rank=3)
+    pair, swapped = torch.tensor([[5, 7]]), torch.tensor([[7, 5]])
+    assert film(pair).abs().sum() == 0  # a new model is the one without them
+    with torch.no_grad():
+        film.factored.weight.normal_()
+    assert not torch.allclose(film(pair), film(swapped))  # a pair, not a bag: unigrams alone are zero here
+    expected = film.eval()(pair)
+    film.train()
+    assert all(torch.equal(film(pair), expected) for _ in range(5))  # bigram dropout leaves them in
+    with pytest.raises(ValueError, match="film_factored_rank must be >= 0"):
+        BackboneConfig(film_factored_rank=-1)
+
+
 def test_film_bigram_dropout_per_bigram_draws_each_bigram_on_its_own():
     film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5, dropout_per="bigram")
     with torch.no_grad():

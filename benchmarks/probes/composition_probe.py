@@ -19,7 +19,8 @@ of what the factors pick (a color, a shape) that holds for a pair never seen tog
 `context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
 
 Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [dropout_per=instruction] [factors=0]
-       [context=0] [find=0] [scenes=400] [scenes_version=v2|v1]
+       [context=0] [find=0] [factored=0] [scenes=400] [scenes_version=v2|v1]
+`factored=R` adds the FiLM's factored bigrams of rank R (model.backbone.film_factored_rank).
 Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v2.npz on first use (~1 s per 10 scenes).
 """
 import json
@@ -42,6 +43,7 @@ film_kind, bigram_dropout = opts.get("film", "ngram"), float(opts.get("bigram_dr
 n_factors, n_scenes = int(opts.get("factors", 0)), int(opts.get("scenes", 400))
 context = opts.get("context", "0") == "1"
 dropout_per = opts.get("dropout_per", "instruction")
+factored_rank = int(opts.get("factored", 0))  # the FiLM's factored bigrams (InstructionFiLM.factored_rank)
 torch.manual_seed(0)
 
 
@@ -148,7 +150,8 @@ class Probe(nn.Module):
         super().__init__()
         self.cnn = FilmCNN(text_hidden=64, image_size=96, n_tokens=16)
         layers, width = len(self.cnn.convs), self.cnn.width
-        self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=dropout_per) if film_kind == "ngram" else None
+        self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=dropout_per,
+                                    factored_rank=factored_rank) if film_kind == "ngram" else None
         self.factored = (WordFind(len(vocab), width) if opts.get("find") == "1" else
                          FactoredAttention(len(vocab), width, n_factors, context=context) if n_factors else None)
         n_in = 2 * 16 + 2 * (self.factored is not None)  # the keypoints, and the factored map's point
@@ -192,6 +195,8 @@ def score(part: dict) -> dict:
     return {"err_cm": round(100 * float(np.median(err)), 2), "nearer_named": round(float(nearer.mean()), 3),
             # the parts hold 50 scenes of each skill, in SKILLS' order
             "by_skill": dict(zip(SKILLS, np.round(nearer.reshape(len(SKILLS), -1).mean(1), 2).tolist(), strict=True)),
+            "err_cm_by_skill": dict(zip(SKILLS, np.round(100 * np.median(err.reshape(len(SKILLS), -1), 1), 2).tolist(),
+                                        strict=True)),
             # held-out-composition targets: held out everywhere (HELDOUT_PAIRS) or only for their skill
             **({"by_kind": {kind: round(float(nearer[is_global == want].mean()), 3)
                             for kind, want in (("everywhere", True), ("one_skill", False))}} if is_global.any() else {})}

@@ -103,6 +103,9 @@ class BackboneConfig:
     # 18% of episodes (README, tabletop): the action model read which object from the words, which do not
     # compose, and not from the FiLM's keypoints, which do.
     film_only: bool = False
+    # The FiLM's factored bigrams (InstructionFiLM): 0 is off, r > 0 their rank. A held-out pair's hashed bigram
+    # is a row never trained; its factored bigram is made of its words' factors, each trained with other partners.
+    film_factored_rank: int = 0
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -137,6 +140,8 @@ class BackboneConfig:
                              f"got {self.film_bigram_dropout_per!r}")
         if self.film_only and not (self.film or self.connector == "film_cnn"):
             raise ValueError("film_only needs a FiLM to read the instruction: film=true or connector=film_cnn")
+        if self.film_factored_rank < 0:
+            raise ValueError(f"film_factored_rank must be >= 0, got {self.film_factored_rank}")
         if self.text_mlp_ratio <= 0:
             raise ValueError(f"text_mlp_ratio must be > 0, got {self.text_mlp_ratio}")
         if self.lora_rank < 1:

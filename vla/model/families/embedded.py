@@ -118,11 +118,20 @@ class InstructionFiLM(torch.nn.Module):
     mean did not move off the mean guess: at their init scale (0.02) the words barely reach the FiLM."""
 
     def __init__(self, vision_hidden: int, n_layers: int, n_buckets: int = 4096, bigram_dropout: float = 0.0,
-                 dropout_per: str = "instruction"):
+                 dropout_per: str = "instruction", factored_rank: int = 0):
         super().__init__()
         self.bigram_dropout, self.dropout_per = bigram_dropout, dropout_per
         self.table = torch.nn.EmbeddingBag(n_buckets, 2 * n_layers * vision_hidden, mode="sum")
         torch.nn.init.zeros_(self.table.weight)
+        # Factored bigrams (`factored_rank` > 0): each adjacent pair of words adds out(left[w1] * right[w2]), a
+        # rank-r bilinear feature where the hashed bigram is a row of its own. A pair never named ("green
+        # cylinder") then has a feature built from what "green" did before other shapes and "cylinder" after
+        # other colors, where its hashed row is zero. Never dropped (`bigram_dropout` is for the hashed rows).
+        self.factored = None
+        if factored_rank:
+            self.left, self.right = (torch.nn.Embedding(n_buckets, factored_rank) for _ in range(2))
+            self.factored = torch.nn.Linear(factored_rank, 2 * n_layers * vision_hidden, bias=False)
+            torch.nn.init.zeros_(self.factored.weight)  # a new model starts as the one without them
         self.n_layers, self.vision_hidden, self.n_buckets = n_layers, vision_hidden, n_buckets
 
     def forward(self, instruction_ids: torch.Tensor) -> torch.Tensor:
@@ -131,12 +140,16 @@ class InstructionFiLM(torch.nn.Module):
         ids, mask = instruction_ids.clamp(min=0), instruction_ids >= 0
         prev = torch.nn.functional.pad(ids[:, :-1], (1, 0))
         prev_in = torch.nn.functional.pad(mask[:, :-1], (1, 0)) & mask
+        pairs = prev_in
         if self.training and self.bigram_dropout > 0:
             draws = (len(ids), 1) if self.dropout_per == "instruction" else ids.shape
             prev_in = prev_in & (torch.rand(draws, device=ids.device) >= self.bigram_dropout)
         buckets = torch.cat([ids % self.n_buckets, (ids * 1000003 + prev * 7919 + 1) % self.n_buckets], 1)
         weights = torch.cat([mask, prev_in], 1).to(self.table.weight.dtype)
         film = self.table(buckets, per_sample_weights=weights)
+        if self.factored is not None:
+            bilinear = self.left(prev % self.n_buckets) * self.right(ids % self.n_buckets) * pairs[..., None]
+            film = film + self.factored(bilinear.sum(1))
         return film.view(-1, self.n_layers, 2, self.vision_hidden)
 
 
@@ -182,7 +195,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
 
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
                  film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
-                 bigram_dropout_per: str = "instruction", film_only: bool = False):
+                 bigram_dropout_per: str = "instruction", film_only: bool = False, factored_rank: int = 0):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         self.film_only = film_only  # BackboneConfig.film_only: the prompt holds no instruction, the FiLM reads it
         vc, tc = model.config.vision_config, model.config.text_config
@@ -195,8 +208,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
             [FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) for _ in range(n_cameras if film_cnn else 0)])
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
-        self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per)
-                     if film or film_cnn else None)
+        self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per,
+                                     factored_rank=factored_rank) if film or film_cnn else None)
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
@@ -299,7 +312,7 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
                                 bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per,
-                                film_only=cfg.film_only)
+                                film_only=cfg.film_only, factored_rank=cfg.film_factored_rank)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
