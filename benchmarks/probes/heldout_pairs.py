@@ -2,9 +2,9 @@
 
 Each held-out-composition episode's goal is rebuilt from its seed (`sample_episode`, EVAL_SEED + i, as
 evaluation drew it) and its success counted by the kind of pair held out: one no training scene shows
-("everywhere") or one only this skill never had as its target ("this skill"; other skills train it as a target
-and, until it is held out of a skill's scenes, this skill shows it as a distractor). If a skill fails both kinds
-alike, what it misses is not learned avoidance of a distractor.
+("everywhere") or one only this skill never had as its target ("this skill"; other skills train it as a target,
+and this skill's training scenes show it as a distractor). If a skill fails both kinds alike, what it misses is
+not learned avoidance of a distractor.
 
 Usage: heldout_pairs.py EVAL_DIR...   (a run's eval/ or eval-<decoding>/ folder)
 """
