@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from vla.envs.tabletop.env import MOVED_DISTANCE, TabletopEnv
+from vla.envs.tabletop.env import TabletopEnv
 from vla.evaluate import stack_observations
 from vla.policies.registry import load_policy
 
@@ -25,11 +25,11 @@ env = TabletopEnv(f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}")
 
 
 def acted_on() -> str:
-    """The object moved farthest (as the env's outcome), by its relation to the named one."""
-    moved = [np.linalg.norm(env.sim.object_pos(i)[:2] - xy) for i, xy in enumerate(env._object_starts)]
-    if max(moved) < MOVED_DISTANCE:
+    """The object moved farthest (the env's `moved_object`), by its relation to the named one."""
+    moved = env.moved_object()
+    if moved is None:
         return "none"
-    obj, goal = env.scene.objects[int(np.argmax(moved))], env.goal
+    obj, goal = env.scene.objects[moved], env.goal
     same = (obj.color == goal.color, obj.shape == goal.shape)
     return {(True, True): "named", (True, False): "same color", (False, True): "same shape"}.get(same, "neither")
 

@@ -190,15 +190,18 @@ class TabletopEnv(gym.Env):
         return self._observation(), float(success), success, self._steps >= self.max_episode_steps, \
             {"is_success": success, "outcome": self.outcome()}
 
+    def moved_object(self) -> int | None:
+        """The index of the object moved farthest from where the episode placed it, if by MOVED_DISTANCE."""
+        moved = [np.linalg.norm(self.sim.object_pos(i)[:2] - xy) for i, xy in enumerate(self._object_starts)]
+        return int(np.argmax(moved)) if max(moved) >= MOVED_DISTANCE else None
+
     def outcome(self) -> str:
         """Which object the hand has acted on (`OUTCOMES`): the one it moved farthest, if it moved one by
         MOVED_DISTANCE (push, lift, place); else the one it came nearest to, if within REACH_RADIUS (touch). It
         tells a policy that acts on an object but not the named one (it ignores the words) from one that acts on
         none (it cannot act)."""
-        moved = [np.linalg.norm(self.sim.object_pos(i)[:2] - xy) for i, xy in enumerate(self._object_starts)]
-        if max(moved) >= MOVED_DISTANCE:
-            acted = int(np.argmax(moved))
-        else:
+        acted = self.moved_object()
+        if acted is None:
             acted = int(np.argmin(self._closest))
             if self._closest[acted] > REACH_RADIUS:
                 return OUTCOMES[2]
