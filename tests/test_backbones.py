@@ -399,6 +399,19 @@ def test_film_factored_bigrams_start_at_zero_read_word_order_and_are_never_dropp
         BackboneConfig(film_factored_rank=-1)
 
 
+def test_film_positional_unigrams_tell_a_word_by_its_place_in_the_instruction():
+    film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.9, positional=True)
+    first, second = torch.tensor([[-1, 5, 7]]), torch.tensor([[7, 5, -1]])  # the same bag, in another order
+    assert film(first).abs().sum() == 0  # a new model is the one without them
+    with torch.no_grad():
+        film.positional.weight.normal_()
+    assert not torch.allclose(film(first), film(second))
+    # the place counts words of the instruction, not of the prompt: padding before it moves nothing
+    assert torch.allclose(film(torch.tensor([[5, 7]])), film(first))
+    with pytest.raises(ValueError, match="film_positional is a feature of the FiLM"):
+        BackboneConfig(film_positional=True)
+
+
 def test_film_bigram_dropout_per_bigram_draws_each_bigram_on_its_own():
     film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5, dropout_per="bigram")
     with torch.no_grad():

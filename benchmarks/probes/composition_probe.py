@@ -19,8 +19,9 @@ of what the factors pick (a color, a shape) that holds for a pair never seen tog
 `context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
 
 Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [dropout_per=instruction] [factors=0]
-       [context=0] [find=0] [factored=0] [scenes=400] [scenes_version=v2|v1]
-`factored=R` adds the FiLM's factored bigrams of rank R (model.backbone.film_factored_rank).
+       [context=0] [find=0] [factored=0] [positional=0] [scenes=400] [scenes_version=v2|v1]
+`factored=R` adds the FiLM's factored bigrams of rank R (model.backbone.film_factored_rank); `positional=1` its
+positional unigrams (model.backbone.film_positional).
 Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v2.npz on first use (~1 s per 10 scenes).
 """
 import json
@@ -44,6 +45,7 @@ n_factors, n_scenes = int(opts.get("factors", 0)), int(opts.get("scenes", 400))
 context = opts.get("context", "0") == "1"
 dropout_per = opts.get("dropout_per", "instruction")
 factored_rank = int(opts.get("factored", 0))  # the FiLM's factored bigrams (InstructionFiLM.factored_rank)
+positional = opts.get("positional", "0") == "1"  # the FiLM's positional unigrams (InstructionFiLM.positional)
 torch.manual_seed(0)
 
 
@@ -151,7 +153,7 @@ class Probe(nn.Module):
         self.cnn = FilmCNN(text_hidden=64, image_size=96, n_tokens=16)
         layers, width = len(self.cnn.convs), self.cnn.width
         self.film = InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=dropout_per,
-                                    factored_rank=factored_rank) if film_kind == "ngram" else None
+                                    factored_rank=factored_rank, positional=positional) if film_kind == "ngram" else None
         self.factored = (WordFind(len(vocab), width) if opts.get("find") == "1" else
                          FactoredAttention(len(vocab), width, n_factors, context=context) if n_factors else None)
         n_in = 2 * 16 + 2 * (self.factored is not None)  # the keypoints, and the factored map's point

@@ -107,6 +107,9 @@ class BackboneConfig:
     # Better on the encoder probe, worse in the tabletop policy (one seed: held-out compositions 48% against 67%;
     # pairs no training scene shows got an untrained feature that misled; README, tabletop). Off.
     film_factored_rank: int = 0
+    # The FiLM's positional unigrams (InstructionFiLM): each word also says where in the instruction it stands,
+    # so that a color's role (the object's, the pad's) is known without the hashed bigram a held-out pair lacks.
+    film_positional: bool = False
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -141,6 +144,8 @@ class BackboneConfig:
                              f"got {self.film_bigram_dropout_per!r}")
         if self.film_only and not (self.film or self.connector == "film_cnn"):
             raise ValueError("film_only needs a FiLM to read the instruction: film=true or connector=film_cnn")
+        if self.film_positional and not (self.film or self.connector == "film_cnn"):
+            raise ValueError("film_positional is a feature of the FiLM: it needs film=true or connector=film_cnn")
         if self.film_factored_rank < 0:
             raise ValueError(f"film_factored_rank must be >= 0, got {self.film_factored_rank}")
         if self.text_mlp_ratio <= 0:

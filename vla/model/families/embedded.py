@@ -118,7 +118,7 @@ class InstructionFiLM(torch.nn.Module):
     mean did not move off the mean guess: at their init scale (0.02) the words barely reach the FiLM."""
 
     def __init__(self, vision_hidden: int, n_layers: int, n_buckets: int = 4096, bigram_dropout: float = 0.0,
-                 dropout_per: str = "instruction", factored_rank: int = 0):
+                 dropout_per: str = "instruction", factored_rank: int = 0, positional: bool = False):
         super().__init__()
         self.bigram_dropout, self.dropout_per = bigram_dropout, dropout_per
         self.table = torch.nn.EmbeddingBag(n_buckets, 2 * n_layers * vision_hidden, mode="sum")
@@ -132,7 +132,18 @@ class InstructionFiLM(torch.nn.Module):
             self.left, self.right = (torch.nn.Embedding(n_buckets, factored_rank) for _ in range(2))
             self.factored = torch.nn.Linear(factored_rank, 2 * n_layers * vision_hidden, bias=False)
             torch.nn.init.zeros_(self.factored.weight)  # a new model starts as the one without them
+        # Positional unigrams (`positional`): each word also adds a row for (word, its place in the instruction), in
+        # a table of its own (exact for ids below POSITION_BUCKETS / MAX_POSITION, which a fitted tokenizer's are).
+        # "red" third says the object is red, "red" seventh that the pad is ("put the red ball on the green pad"),
+        # and a color-shape pair never named still has both rows trained: every color is some object's color at
+        # that place in training. The hashed bigram is what says so otherwise, and a held-out pair's is untrained.
+        self.positional = None
+        if positional:
+            self.positional = torch.nn.EmbeddingBag(self.POSITION_BUCKETS, 2 * n_layers * vision_hidden, mode="sum")
+            torch.nn.init.zeros_(self.positional.weight)
         self.n_layers, self.vision_hidden, self.n_buckets = n_layers, vision_hidden, n_buckets
+
+    POSITION_BUCKETS, MAX_POSITION = 8192, 16
 
     def forward(self, instruction_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) the prompt's ids, -1 outside the instruction -> (B, n_layers, 2, vision_hidden): each layer's
@@ -150,6 +161,10 @@ class InstructionFiLM(torch.nn.Module):
         if self.factored is not None:
             bilinear = self.left(prev % self.n_buckets) * self.right(ids % self.n_buckets) * pairs[..., None]
             film = film + self.factored(bilinear.sum(1))
+        if self.positional is not None:
+            place = (mask.cumsum(1) - 1).clamp(0, self.MAX_POSITION - 1)  # the word's index in the instruction
+            film = film + self.positional((ids * self.MAX_POSITION + place) % self.POSITION_BUCKETS,
+                                          per_sample_weights=mask.to(self.positional.weight.dtype))
         return film.view(-1, self.n_layers, 2, self.vision_hidden)
 
 
@@ -195,7 +210,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
 
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
                  film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
-                 bigram_dropout_per: str = "instruction", film_only: bool = False, factored_rank: int = 0):
+                 bigram_dropout_per: str = "instruction", film_only: bool = False, factored_rank: int = 0,
+                 film_positional: bool = False):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         self.film_only = film_only  # BackboneConfig.film_only: the prompt holds no instruction, the FiLM reads it
         vc, tc = model.config.vision_config, model.config.text_config
@@ -209,7 +225,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
         self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per,
-                                     factored_rank=factored_rank) if film or film_cnn else None)
+                                     factored_rank=factored_rank, positional=film_positional)
+                     if film or film_cnn else None)
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
     def prefix(self, images, texts, tails, text_length: int = 0) -> dict[str, torch.Tensor]:
@@ -312,7 +329,8 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
     backbone = EmbeddedBackbone(model, tok, first_new_id=len(tok) + 1, fitted_tokenizer=cfg.text_tokenizer == "bpe",
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
                                 bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per,
-                                film_only=cfg.film_only, factored_rank=cfg.film_factored_rank)
+                                film_only=cfg.film_only, factored_rank=cfg.film_factored_rank,
+                                film_positional=cfg.film_positional)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
