@@ -439,12 +439,18 @@ class VLAModel(torch.nn.Module):
         hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
         values = [torch.zeros(len(given_ids), given_ids.shape[1] * g, device=given_ids.device)]  # replaced by the given values
         for step in range(-(-n_values // g)):
-            value = self._values(self.action_logits(hidden).float())  # (B, g)
+            logits = self.action_logits(hidden).float()
+            value = self._values(logits)  # (B, g)
             values.append(value)
             if (step + 1) * g >= n_values:
                 break
-            ids = self.action_ids(value)  # (B, 1, g)
+            ids = self._fed_back_ids(logits, value)  # (B, 1, g)
             inputs = self.backbone.append(inputs, ids[..., 0])
             out = self.backbone(self._model_inputs(self.backbone.last(inputs, 1), ids), past_key_values=cache, use_cache=True)
             hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
         return torch.cat(values, dim=1)
+
+    def _fed_back_ids(self, logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The ids autoregressive decoding feeds back after a step: the decoded value's bin (one place, so that
+        benchmarks/probes/greedy_feedback.py can measure feeding back the likeliest bin instead)."""
+        return self.action_ids(value)
