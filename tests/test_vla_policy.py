@@ -130,6 +130,32 @@ def test_state_dropout_masks_whole_states_and_at_one_the_state_is_never_seen():
         tiny_model_config(state_dropout=1.5)
 
 
+def test_self_conditioning_feeds_the_models_own_chunk_back_as_the_action_inputs(monkeypatch):
+    """self_condition: a chosen sample's real action inputs are the bins of the model's own parallel chunk
+    (what autoregressive decoding feeds back), not the expert's; the loss is still against the expert's."""
+    obs = batch(2)
+    model = make_policy(self_condition=1.0, token_dropout=0.0).model
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
+                                obs["observation.state"], obs["task"])
+    expert = torch.linspace(-0.9, 0.9, model.n_action_values).repeat(2, 1)
+    seen = []
+    run = model._run
+    monkeypatch.setattr(model, "_run", lambda p, ids: seen.append(ids) or run(p, ids))
+    loss = model(prefix, expert, torch.ones_like(expert, dtype=torch.bool))["loss"]
+    own = model._values(model._action_position_logits(prefix, model.masks(2)))
+    assert len(seen) == 3  # the no-gradient pass of MASKs, the training pass, and the one above
+    assert (seen[0] == model.mask_id).all()
+    torch.testing.assert_close(seen[1], model.action_ids(own))
+    assert not torch.equal(seen[1], model.action_ids(expert))
+    loss.backward()  # the training pass has a gradient
+    seen.clear()
+    model.cfg.self_condition = 0.0  # off: one pass, on the expert's bins
+    model(prefix, expert, torch.ones_like(expert, dtype=torch.bool))
+    assert len(seen) == 1 and torch.equal(seen[0], model.action_ids(expert))
+    with pytest.raises(ValueError, match="self_condition must be in"):
+        tiny_model_config(self_condition=1.5)
+
+
 def test_slot_masks_give_each_action_slot_its_own_mask_input(tmp_path):
     policy = make_policy(slot_masks=True)
     model = policy.model

@@ -63,6 +63,13 @@ class VLAConfig:
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
     state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
+    # Training: probability that a sample's real action inputs are the model's own expected values (from a
+    # MASK-only pass without gradient, re-binned) instead of the expert's: what autoregressive decoding feeds
+    # back. The expert's gripper is always open or closed, so the input rows of the gripper's middle bins are
+    # never trained, yet a decoder torn between open and closed feeds back just such a bin: one tabletop seed
+    # decoded autoregressively lost its grasps to a gripper command that flipped 21 to 71 times an episode,
+    # and feeding back the likeliest bin instead rescued it (README, tabletop). Costs one extra forward pass.
+    self_condition: float = 0.0
     # Training: weight of an auxiliary loss on where the demonstration ends (the hand on the named object, for
     # touch). It is read from the demonstration itself, so any dataset has it. The action loss alone lets a policy
     # reach *some* object and ignore which one the words name (README, tabletop). With a keypoint encoder
@@ -113,7 +120,7 @@ class VLAConfig:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
         if self.decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {self.decoding!r}")
-        for name in ("token_dropout", "prefix_prob", "state_dropout"):
+        for name in ("token_dropout", "prefix_prob", "state_dropout", "self_condition"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
@@ -367,11 +374,13 @@ class VLAModel(torch.nn.Module):
         noisy = target
         if self.cfg.input_noise > 0:  # the given actions at inference are a plan's, not the expert's
             noisy = (target + self.cfg.input_noise * torch.randn(target.shape, generator=generator).to(target.device)).clamp(-1, 1)
-        action_ids = self.action_ids(noisy)
-        drop = self.masked_inputs(len(action_ids), generator).to(action_ids.device)
-        action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
+        drop = self.masked_inputs(len(target), generator).to(target.device)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
+        if self.cfg.self_condition > 0:
+            noisy = self._self_conditioned(prefix, noisy, generator)
+        action_ids = self.action_ids(noisy)
+        action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)
         run = self._run(prefix, action_ids)
         hidden = run.last_hidden_state
         logits = self._action_logits_at(hidden, action_ids.shape[1])
@@ -391,6 +400,17 @@ class VLAModel(torch.nn.Module):
         if "final_state_loss" in out:
             out["loss"] = loss + self.cfg.final_state_weight * out["final_state_loss"]
         return out
+
+    def _self_conditioned(self, prefix: dict[str, torch.Tensor], inputs: torch.Tensor,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        """inputs (B, V) with each sample's values, with probability `self_condition`, replaced by the model's
+        own decoded values (`decode`) from one pass of MASK inputs (the parallel decoder's chunk, without gradient)."""
+        chosen = (torch.rand(len(inputs), 1, generator=generator) < self.cfg.self_condition).to(inputs.device)
+        if not chosen.any():
+            return inputs
+        with torch.no_grad():
+            own = self._values(self._action_position_logits(prefix, self.masks(len(inputs))))
+        return torch.where(chosen, own.to(inputs), inputs)
 
     # ---- inference ------------------------------------------------------------------------------------
     def _values(self, logits: torch.Tensor) -> torch.Tensor:
