@@ -132,7 +132,7 @@ def test_state_dropout_masks_whole_states_and_at_one_the_state_is_never_seen():
 
 def test_self_conditioning_feeds_the_models_own_chunk_back_as_the_action_inputs(monkeypatch):
     """self_condition: a chosen sample's real action inputs are the bins of the model's own parallel chunk
-    (what autoregressive decoding feeds back), not the expert's; the loss is still against the expert's."""
+    (what autoregressive decoding feeds back), not the expert's."""
     obs = batch(2)
     model = make_policy(self_condition=1.0, token_dropout=0.0).model
     prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),

@@ -63,7 +63,7 @@ class VLAConfig:
     input_noise: float = 0.0  # training: std of noise on the real action inputs (normalized units)
     prefix_prob: float = 0.0  # training: probability a sample's inputs are a real prefix then MASK (real-time chunking)
     state_dropout: float = 0.0  # training: probability a sample's state tokens are all MASK; 1.0: never fed the state
-    # Training: probability that a sample's real action inputs are the model's own expected values (from a
+    # Training: probability that a sample's real action inputs are the model's own decoded values (`decode`, from a
     # MASK-only pass without gradient, re-binned) instead of the expert's: what autoregressive decoding feeds
     # back. The expert's gripper is always open or closed, so the input rows of the gripper's middle bins are
     # never trained, yet a decoder torn between open and closed feeds back just such a bin: one tabletop seed
