@@ -161,7 +161,10 @@ def test_nan_and_huge_actions_from_the_policy_are_held_and_clamped():
         report, robot, guard = run_mock(s.url)
     commands = check_commands(robot)
     assert np.all(commands == 0) and guard.counts["non_finite"] > 0  # never moved: held at rest
-    assert report.faults and all("non-finite" in f for f in report.faults)
+    # only NaN ever arrived: every fault is one, or (on a machine loaded enough that 40 ticks outlast the
+    # watchdog's stop_after_s) the controlled stop that a second of no valid action ends in
+    assert any("non-finite" in f for f in report.faults)
+    assert all("non-finite" in f or "controlled stop" in f for f in report.faults)
     with server(StubPolicy(value=1e6)) as s:
         report, robot, guard = run_mock(s.url)
     commands = check_commands(robot)

@@ -152,8 +152,16 @@ def test_self_conditioning_feeds_the_models_own_chunk_back_as_the_action_inputs(
     model.cfg.self_condition = 0.0  # off: one pass, on the expert's bins
     model(prefix, expert, torch.ones_like(expert, dtype=torch.bool))
     assert len(seen) == 1 and torch.equal(seen[0], model.action_ids(expert))
+    seen.clear()
+    d = model.action_tokenizer.action_dim
+    model.cfg.self_condition, model.cfg.self_condition_dims = 1.0, [d - 1]  # the gripper's own, the arm's the expert's
+    model(prefix, expert, torch.ones_like(expert, dtype=torch.bool))
+    last = torch.arange(model.n_action_values) % d == d - 1
+    torch.testing.assert_close(seen[1], model.action_ids(torch.where(last, own, expert)))
     with pytest.raises(ValueError, match="self_condition must be in"):
         tiny_model_config(self_condition=1.5)
+    with pytest.raises(ValueError, match="beyond the action's"):
+        make_policy(self_condition=0.5, self_condition_dims=[d])
 
 
 def test_slot_masks_give_each_action_slot_its_own_mask_input(tmp_path):

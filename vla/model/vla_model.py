@@ -71,6 +71,10 @@ class VLAConfig:
     # and feeding back the likeliest bin instead rescued it (README, tabletop). Costs one extra forward pass. At 0.5
     # it gave that seed its grasps back (seen 52 to 87%) and cost another seed's (88 to 77%), so it is off.
     self_condition: float = 0.0
+    # The action dimensions whose inputs self-conditioning replaces (indices into the action vector); empty: all.
+    # The gripper's alone (the tabletop's [3]) targets the bins the expert never shows and leaves the arm's inputs
+    # the expert's, which the model partly copies from one step to the next.
+    self_condition_dims: list[int] = field(default_factory=list)
     # Training: weight of an auxiliary loss on where the demonstration ends (the hand on the named object, for
     # touch). It is read from the demonstration itself, so any dataset has it. The action loss alone lets a policy
     # reach *some* object and ignore which one the words name (README, tabletop). With a keypoint encoder
@@ -126,6 +130,8 @@ class VLAConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
+        if len(set(self.self_condition_dims)) != len(self.self_condition_dims) or any(d < 0 for d in self.self_condition_dims):
+            raise ValueError(f"self_condition_dims must be distinct action indices >= 0, got {self.self_condition_dims}")
         if self.final_state_weight < 0:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
         if self.final_state_frames < 1:
@@ -147,6 +153,8 @@ class VLAModel(torch.nn.Module):
         self.state_tokenizer = BinActionTokenizer(BinTokenizerConfig(n_bins=cfg.state_bins), state_low, state_high)
         self.n_cameras = n_cameras
         d = action_tokenizer.action_dim
+        if any(i >= d for i in cfg.self_condition_dims):
+            raise ValueError(f"self_condition_dims {cfg.self_condition_dims} name dimensions beyond the action's {d}")
         self.values_per_token = self.token_width(cfg, d)  # g: 1, or D with step_tokens
         self.n_action_values = cfg.chunk_size * d  # what a chunk decodes to
         self.n_action_tokens = self.n_action_values // self.values_per_token  # the positions it takes
@@ -405,10 +413,14 @@ class VLAModel(torch.nn.Module):
     def _self_conditioned(self, prefix: dict[str, torch.Tensor], inputs: torch.Tensor,
                           generator: torch.Generator | None) -> torch.Tensor:
         """inputs (B, V) with each sample's values, with probability `self_condition`, replaced by the model's
-        own decoded values (`decode`) from one pass of MASK inputs (the parallel decoder's chunk, without gradient)."""
+        own decoded values (`decode`) from one pass of MASK inputs (the parallel decoder's chunk, without gradient),
+        in the dimensions `self_condition_dims` (all when empty)."""
         chosen = (torch.rand(len(inputs), 1, generator=generator) < self.cfg.self_condition).to(inputs.device)
         if not chosen.any():
             return inputs
+        if self.cfg.self_condition_dims:  # inputs are timestep-major: value t * D + d is dimension d
+            dims = torch.arange(inputs.shape[1], device=inputs.device) % self.action_tokenizer.action_dim
+            chosen = chosen & torch.isin(dims, torch.as_tensor(self.cfg.self_condition_dims, device=inputs.device))[None]
         with torch.no_grad():
             own = self._values(self._action_position_logits(prefix, self.masks(len(inputs))))
         return torch.where(chosen, own.to(inputs), inputs)
