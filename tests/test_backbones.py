@@ -367,6 +367,27 @@ def test_film_cnn_runs_nchw_and_in_bf16_under_autocast():
     assert [dtype for _, dtype in seen[1:]] == [torch.bfloat16] * (len(seen) - 1)  # after the first conv
 
 
+def test_a_self_conditioned_step_encodes_its_images_once_and_trains_the_encoder():
+    """self_condition runs the language model twice over one prefix (its own chunk without gradient, then the
+    training pass); the FiLM CNN, most of the second pass's cost on a CPU, runs once, with gradient."""
+    policy = tiny_embedded_policy(connector="film_cnn")
+    model, obs = policy.model, observations()
+    model.cfg.self_condition = 1.0
+    prefix = model.build_prefix(torch.from_numpy(obs["observation.images.corner2"][:, None]),
+                                obs["observation.state"], obs["task"])
+    encoded = model.backbone.encode_images(prefix)
+    assert "pixel_values" not in encoded and "instruction_ids" not in encoded
+    model.eval()  # no bigram dropout: the encoded prefix runs as the raw one does
+    torch.testing.assert_close(model._hidden(encoded, model.masks(2)), model._hidden(prefix, model.masks(2)))
+    model.train()
+    calls = []
+    model.backbone.cnns[0].register_forward_hook(lambda *args: calls.append(1))
+    target = torch.zeros(2, model.n_action_values)
+    model(prefix, target, torch.ones_like(target, dtype=torch.bool))["loss"].backward()
+    assert len(calls) == 1
+    assert model.backbone.cnns[0].convs[0].weight.grad.abs().sum() > 0
+
+
 def test_film_bigram_dropout_leaves_out_some_instructions_bigrams_in_training_only():
     film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5)
     with torch.no_grad():

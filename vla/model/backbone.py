@@ -282,6 +282,12 @@ class Backbone(torch.nn.Module):
         return {"input_ids": inputs["input_ids"][:, -k:], "attention_mask": inputs["attention_mask"],
                 "position_ids": inputs["position_ids"][..., -k:]}
 
+    def encode_images(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A prefix whose images have been through the vision side, so that several passes over it (the
+        self-conditioned training step) encode them once. A family that cannot take encoded images returns it
+        as it is, and each pass encodes them again."""
+        return inputs
+
     def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
         return self.model.model(**inputs, past_key_values=past_key_values, use_cache=use_cache)
 

@@ -386,7 +386,8 @@ class VLAModel(torch.nn.Module):
         drop = self.masked_inputs(len(target), generator).to(target.device)
         if 0 < self.cfg.state_dropout < 1:
             prefix = self.drop_state(prefix, generator)
-        if self.cfg.self_condition > 0:
+        if self.cfg.self_condition > 0:  # two passes over one prefix: its images encoded once, with gradient
+            prefix = self.backbone.encode_images(prefix)
             noisy = self._self_conditioned(prefix, noisy, generator)
         action_ids = self.action_ids(noisy)
         action_ids = torch.where(drop[..., None], self.masks(len(action_ids)), action_ids)

@@ -242,13 +242,18 @@ class EmbeddedBackbone(SmolVLMBackbone):
             inputs["instruction_ids"] = torch.where((inputs["attention_mask"] == 1) & (ids < self.image_token_id), ids, -1)
         return inputs
 
-    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
-        if self.film is None or "pixel_values" not in inputs:  # no images: a KV-cached step
-            return super().forward({k: v for k, v in inputs.items() if k != "instruction_ids"}, past_key_values,
-                                   use_cache)
+    def encode_images(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With `film`: the instruction-conditioned image tokens in place of the pixels and instruction ids."""
+        if self.film is None or "pixel_values" not in inputs:  # the tower without FiLM runs inside the VLM
+            return inputs
         inputs = dict(inputs)
         features = self.image_features(inputs.pop("pixel_values"), self.film(inputs.pop("instruction_ids")))
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+        return inputs
+
+    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
+        # no images (a KV-cached step, or images already encoded): the instruction ids have done their work
+        inputs = {k: v for k, v in self.encode_images(inputs).items() if k != "instruction_ids"}
         return super().forward(inputs, past_key_values, use_cache)
 
     def first_camera_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
