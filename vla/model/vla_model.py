@@ -68,12 +68,13 @@ class VLAConfig:
     # back. The expert's gripper is always open or closed, so the input rows of the gripper's middle bins are
     # never trained, yet a decoder torn between open and closed feeds back just such a bin: one tabletop seed
     # decoded autoregressively lost its grasps to a gripper command that flipped 21 to 71 times an episode,
-    # and feeding back the likeliest bin instead rescued it (README, tabletop). Costs one extra forward pass. At 0.5
-    # it gave that seed its grasps back (seen 52 to 87%) and cost another seed's (88 to 77%), so it is off.
+    # and feeding back the likeliest bin instead rescued it (README, tabletop). Costs one more pass of the language
+    # model (the images are encoded once, ~1.13x the step). At 0.5 it gave that seed its grasps back (seen 52 to
+    # 87%) and cost another seed's (88 to 77%), so it is off.
     self_condition: float = 0.0
     # The action dimensions whose inputs self-conditioning replaces (indices into the action vector); empty: all.
     # The gripper's alone (the tabletop's [3]) targets the bins the expert never shows and leaves the arm's inputs
-    # the expert's, which the model partly copies from one step to the next.
+    # the expert's. On the tabletop's two seeds it kept the good one (seen 93%) and rescued the other less (72%).
     self_condition_dims: list[int] = field(default_factory=list)
     # Training: weight of an auxiliary loss on where the demonstration ends (the hand on the named object, for
     # touch). It is read from the demonstration itself, so any dataset has it. The action loss alone lets a policy
