@@ -369,7 +369,7 @@ def test_film_cnn_runs_nchw_and_in_bf16_under_autocast():
 
 def test_a_self_conditioned_step_encodes_its_images_once_and_trains_the_encoder():
     """self_condition runs the language model twice over one prefix (its own chunk without gradient, then the
-    training pass); the FiLM CNN, most of the second pass's cost on a CPU, runs once, with gradient."""
+    training pass); the FiLM CNN, about half the second pass's cost on a CPU (measured), runs once, with gradient."""
     policy = tiny_embedded_policy(connector="film_cnn")
     model, obs = policy.model, observations()
     model.cfg.self_condition = 1.0

@@ -1,7 +1,7 @@
 """A self-conditioned training step of the tabletop policy with its images encoded once for both passes
 (`Backbone.encode_images`, session 31) against encoded again in the no-gradient pass (as before), and the step
-without self-conditioning, on a tabletop checkpoint's weights, at the trainer's batch under bf16 autocast (eager:
-the trainer compiles the language model for long runs, which makes the saved share larger, not smaller).
+without self-conditioning, on a tabletop checkpoint's weights, at the trainer's batch under bf16 autocast (eager;
+the trainer compiles the language model for long runs, which was not measured here).
 Forward and backward only (no optimizer); images random; rounds interleaved, each row its median; nothing else
 may run. Usage: self_condition_speed.py CHECKPOINT [rounds] [steps]"""
 import dataclasses
