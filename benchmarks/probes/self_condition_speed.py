@@ -43,8 +43,9 @@ def encoding_forward(inputs, past_key_values=None, use_cache=False):
 
 def step(self_condition: float, encode_once: bool) -> float:
     model.cfg = dataclasses.replace(model.cfg, self_condition=self_condition)
-    if encode_once:
-        vars(backbone).pop("encode_images", None), vars(backbone).pop("forward", None)
+    if encode_once:  # the family's own methods
+        for name in ("encode_images", "forward"):
+            vars(backbone).pop(name, None)
     else:  # as before: VLAModel.forward's call a no-op, so each pass encodes the images
         backbone.encode_images, backbone.forward = (lambda inputs: inputs), encoding_forward
     start = time.perf_counter()

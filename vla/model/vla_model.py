@@ -131,8 +131,9 @@ class VLAConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
-        if len(set(self.self_condition_dims)) != len(self.self_condition_dims) or any(d < 0 for d in self.self_condition_dims):
-            raise ValueError(f"self_condition_dims must be distinct action indices >= 0, got {self.self_condition_dims}")
+        dims = self.self_condition_dims
+        if len(set(dims)) != len(dims) or any(d < 0 for d in dims):
+            raise ValueError(f"self_condition_dims must be distinct action indices >= 0, got {dims}")
         if self.final_state_weight < 0:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
         if self.final_state_frames < 1:
@@ -422,7 +423,8 @@ class VLAModel(torch.nn.Module):
             return inputs
         if self.cfg.self_condition_dims:  # inputs are timestep-major: value t * D + d is dimension d
             dims = torch.arange(inputs.shape[1], device=inputs.device) % self.action_tokenizer.action_dim
-            chosen = chosen & torch.isin(dims, torch.as_tensor(self.cfg.self_condition_dims, device=inputs.device))[None]
+            wanted = torch.as_tensor(self.cfg.self_condition_dims, device=inputs.device)
+            chosen = chosen & torch.isin(dims, wanted)[None]
         with torch.no_grad():
             own = self._values(self._action_position_logits(prefix, self.masks(len(inputs))))
         return torch.where(chosen, own.to(inputs), inputs)
