@@ -402,8 +402,11 @@ def test_film_bigram_dropout_leaves_out_some_instructions_bigrams_in_training_on
     assert 10 < dropped.sum() < 54  # about half, with no other change
     assert torch.allclose(trained[~dropped], film.eval()(ids)[~dropped])  # the rest keep their bigrams
     assert not torch.allclose(film.eval()(ids)[0], unigrams[0])
+    # 1.0: unigrams only, at inference as in training (a bigram's hashed row may be a trained word's)
+    film.bigram_dropout = 1.0
+    assert all(torch.allclose(film.train(mode)(ids), unigrams) for mode in (True, False))
     with pytest.raises(ValueError, match="film_bigram_dropout must be in"):
-        BackboneConfig(film_bigram_dropout=1.0)
+        BackboneConfig(film_bigram_dropout=1.5)
 
 
 def test_film_factored_bigrams_start_at_zero_read_word_order_and_are_never_dropped():

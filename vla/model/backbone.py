@@ -89,7 +89,9 @@ class BackboneConfig:
     film: bool = False
     # In training, the share of instructions whose bigrams the FiLM leaves out (families/embedded.py,
     # InstructionFiLM). A color-shape pair never named in training is a bigram never trained: its row is zero,
-    # and the unigrams alone must pick the object. Left out half the time, they learn to.
+    # and the unigrams alone must pick the object. Left out half the time, they learn to. 1.0: no bigrams at all,
+    # in training or at inference, so that a seen pair is found as a held-out one must be (with film_positional,
+    # which tells the object's color from the pad's without them).
     film_bigram_dropout: float = 0.0
     # What film_bigram_dropout leaves out: "instruction", all of an instruction's bigrams at once; "bigram", each
     # bigram on its own draw. A held-out pair's instruction has every bigram but the pair's ("ball on" says the
@@ -139,8 +141,8 @@ class BackboneConfig:
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         torch_dtype(self.dtype)
-        if not 0.0 <= self.film_bigram_dropout < 1.0:
-            raise ValueError(f"film_bigram_dropout must be in [0, 1), got {self.film_bigram_dropout}")
+        if not 0.0 <= self.film_bigram_dropout <= 1.0:
+            raise ValueError(f"film_bigram_dropout must be in [0, 1], got {self.film_bigram_dropout}")
         if self.film_bigram_dropout_per not in BIGRAM_DROPOUT_UNITS:
             raise ValueError(f"film_bigram_dropout_per must be one of {BIGRAM_DROPOUT_UNITS}, "
                              f"got {self.film_bigram_dropout_per!r}")

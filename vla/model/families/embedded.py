@@ -152,7 +152,9 @@ class InstructionFiLM(torch.nn.Module):
         prev = torch.nn.functional.pad(ids[:, :-1], (1, 0))
         prev_in = torch.nn.functional.pad(mask[:, :-1], (1, 0)) & mask
         pairs = prev_in
-        if self.training and self.bigram_dropout > 0:
+        if self.bigram_dropout >= 1.0:  # unigrams only, at inference too: a bigram's hashed row may be a word's
+            prev_in = torch.zeros_like(prev_in)
+        elif self.training and self.bigram_dropout > 0:
             draws = (len(ids), 1) if self.dropout_per == "instruction" else ids.shape
             prev_in = prev_in & (torch.rand(draws, device=ids.device) >= self.bigram_dropout)
         buckets = torch.cat([ids % self.n_buckets, (ids * 1000003 + prev * 7919 + 1) % self.n_buckets], 1)
