@@ -17,6 +17,8 @@ CASES = [
     ("vla.cli.train", ["steps=1e3"], "steps must be int, got 1000.0"),
     ("vla.cli.serve", ["dtype=fp8"], "dtype must be one of ('float32', 'bfloat16'), got 'fp8'"),
     ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
+    ("vla.cli.evaluate", ["decoding=beam"], "decoding must be one of ('autoregressive', 'parallel'), got 'beam'"),
+    ("vla.cli.evaluate", ["argmax_dims=[3,3]"], "argmax_dims must be distinct action indices >= 0, got [3, 3]"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
     ("vla.cli.demo", ["cameras=[wrist]"], "metaworld renders cameras ['corner2', 'gripperPOV'"),
     ("vla.cli.demo", ["steps=many"], "steps must be int, got 'many'"),

@@ -90,6 +90,39 @@ def test_kv_cached_autoregressive_decoding_equals_a_full_forward_pass(step_token
     torch.testing.assert_close(model.generate(prefix, given=values[:, :8])[:, 8:], values[:, 8:], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("step_tokens", [False, True])
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_argmax_dims_decode_only_those_dimensions_by_their_likeliest_bin(step_tokens, decoding):
+    """`argmax_dims=[3]` (the gripper) decodes dimension 3 of every timestep as a bin center and the others as
+    expected values; in parallel those are exactly the two pure modes' values, value for value."""
+    from dataclasses import replace
+
+    policy = make_policy(5, decoding=decoding, step_tokens=step_tokens)
+    model, tok = policy.model, policy.model.action_tokenizer
+    obs = batch(3)
+    images = torch.from_numpy(obs["observation.images.corner2"][:, None])
+    prefix = model.build_prefix(images, obs["observation.state"], ["a", "press the big red button", "close"])
+
+    base = model.cfg
+
+    def decoded(**how):
+        model.cfg = replace(base, **how)
+        return model.generate(prefix).view(3, 4, 4)
+
+    expected, likeliest, mixed = decoded(), decoded(decode="argmax"), decoded(argmax_dims=[3])
+    centers = torch.as_tensor(tok.bin_centers())
+    on_a_center = (mixed[..., None] - centers).abs().amin(-1) < 1e-6
+    assert on_a_center[..., 3].all() and not on_a_center[..., :3].any()
+    # what the first pass decodes (autoregressive: its first token; the later ones follow what was fed back)
+    n = 16 if decoding == "parallel" else model.values_per_token
+    gripper = torch.arange(n) % 4 == 3
+    first = mixed.view(3, 16)[:, :n]
+    torch.testing.assert_close(first[:, ~gripper], expected.view(3, 16)[:, :n][:, ~gripper])
+    torch.testing.assert_close(first[:, gripper], likeliest.view(3, 16)[:, :n][:, gripper])
+    with pytest.raises(ValueError, match="argmax_dims .* beyond the action's 4"):
+        model.check_dims(replace(model.cfg, argmax_dims=[4]), tok.action_dim)
+
+
 def test_step_tokens_hold_a_whole_timestep_in_one_token(tmp_path):
     """A chunk of H timesteps of D values takes H tokens; each dimension has its own bin ids, so the tokens
     of two chunks that differ in one dimension differ, and the checkpoint round-trips."""

@@ -38,10 +38,18 @@ class EvalConfig:
     device: str = "cpu"
     decoding: str | None = None  # override the checkpoint's: "autoregressive" or "parallel"
     n_action_steps: int | None = None  # override how many actions of each chunk run before replanning
+    decode: str | None = None  # override the checkpoint's: "expected" or "argmax"
+    argmax_dims: list[int] | None = None  # override the dimensions decoded by their likeliest bin ([3]: the gripper)
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.batch_envs < 1:
             raise ValueError("episodes and batch_envs must be >= 1")
+        from vla.model.vla_model import DECODE_MODES, DECODING, check_action_indices
+
+        for name, allowed in (("decoding", DECODING), ("decode", DECODE_MODES)):
+            if getattr(self, name) not in (None, *allowed):
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_action_indices("argmax_dims", self.argmax_dims or [])
 
 
 def stack_observations(observations: list[dict]) -> dict:
@@ -122,17 +130,20 @@ def print_table(results: dict, title: str = "success rate") -> None:
 
 
 def override_decoding(policy, decoding: str | None = None, n_action_steps: int | None = None,
-                      source: str = "the checkpoint"):
+                      source: str = "the checkpoint", decode: str | None = None, argmax_dims: list[int] | None = None):
     """The loaded policy, decoding its chunks as asked (None keeps the checkpoint's). Training does not depend on
-    either: the same weights decode in parallel or one token at a time."""
+    any of these: the same weights decode in parallel or one token at a time, by expected value or likeliest bin."""
     from vla.policies.vla_policy import VLAPolicy
 
-    overrides = {k: v for k, v in (("decoding", decoding), ("n_action_steps", n_action_steps)) if v}
+    asked = {"decoding": decoding, "n_action_steps": n_action_steps, "decode": decode,
+             "argmax_dims": None if argmax_dims is None else list(argmax_dims)}
+    overrides = {k: v for k, v in asked.items() if v is not None}
     if overrides:
         if not isinstance(policy, VLAPolicy):
             raise ValueError(f"{sorted(overrides)} override a VLA checkpoint's decoding; {source} is "
                              f"{policy.meta.get('policy_type')!r}")
         policy.cfg = policy.model.cfg = dataclasses.replace(policy.cfg, **overrides)  # validated again
+        policy.model.check_dims(policy.cfg, policy.model.action_tokenizer.action_dim)
     return policy
 
 
@@ -141,7 +152,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     from vla.policies.vla_policy import VLAPolicy
 
     policy = override_decoding(load_policy(cfg.checkpoint, device=cfg.device), cfg.decoding, cfg.n_action_steps,
-                               str(cfg.checkpoint))
+                               str(cfg.checkpoint), cfg.decode, cfg.argmax_dims)
     trained = policy.meta.get("env_tasks", [])
     tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
     if not tasks:
@@ -157,8 +168,10 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
         policy.schema, out=out, video=cfg.video,
     )
+    vla = isinstance(policy, VLAPolicy)
     results.update(checkpoint=str(cfg.checkpoint), n_action_steps=policy.n_action_steps,
-                   decoding=policy.cfg.decoding if isinstance(policy, VLAPolicy) else None)
+                   decoding=policy.cfg.decoding if vla else None, decode=policy.cfg.decode if vla else None,
+                   argmax_dims=policy.cfg.argmax_dims if vla else None)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_success(results, out / "success.png", title=f"{Path(cfg.checkpoint).name}: success rate")
     print_table(results)

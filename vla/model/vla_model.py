@@ -50,6 +50,11 @@ DECODE_MODES = ("expected", "argmax")
 DECODING = ("autoregressive", "parallel")
 
 
+def check_action_indices(name: str, dims: list[int]) -> None:
+    if len(set(dims)) != len(dims) or any(d < 0 for d in dims):
+        raise ValueError(f"{name} must be distinct action indices >= 0, got {dims}")
+
+
 @dataclass
 class VLAConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -57,6 +62,10 @@ class VLAConfig:
     chunk_size: int = 8  # H: actions predicted per inference
     n_action_steps: int = 4  # actions executed from each chunk before replanning
     decode: str = "expected"  # "expected": mean under the bin distribution; "argmax": the likeliest bin
+    # Dimensions decoded by their likeliest bin whatever `decode` says (indices into the action vector). A gripper
+    # the expert only ever opens or closes is bimodal where the policy is unsure; its expected value is then a
+    # half-closed command in a bin training never showed, which autoregressive decoding also feeds back.
+    argmax_dims: list[int] = field(default_factory=list)
     decoding: str = "parallel"  # or "autoregressive" (one token at a time, KV cache)
     token_dropout: float = 0.5  # training: probability an input action token is replaced by MASK
     state_bins: int = 256  # resolution of the proprioceptive state tokens in the prompt
@@ -131,9 +140,8 @@ class VLAConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
-        dims = self.self_condition_dims
-        if len(set(dims)) != len(dims) or any(d < 0 for d in dims):
-            raise ValueError(f"self_condition_dims must be distinct action indices >= 0, got {dims}")
+        for name in ("self_condition_dims", "argmax_dims"):
+            check_action_indices(name, getattr(self, name))
         if self.final_state_weight < 0:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
         if self.final_state_frames < 1:
@@ -155,8 +163,7 @@ class VLAModel(torch.nn.Module):
         self.state_tokenizer = BinActionTokenizer(BinTokenizerConfig(n_bins=cfg.state_bins), state_low, state_high)
         self.n_cameras = n_cameras
         d = action_tokenizer.action_dim
-        if any(i >= d for i in cfg.self_condition_dims):
-            raise ValueError(f"self_condition_dims {cfg.self_condition_dims} name dimensions beyond the action's {d}")
+        self.check_dims(cfg, d)
         self.values_per_token = self.token_width(cfg, d)  # g: 1, or D with step_tokens
         self.n_action_values = cfg.chunk_size * d  # what a chunk decodes to
         self.n_action_tokens = self.n_action_values // self.values_per_token  # the positions it takes
@@ -430,11 +437,25 @@ class VLAModel(torch.nn.Module):
         return torch.where(chosen, own.to(inputs), inputs)
 
     # ---- inference ------------------------------------------------------------------------------------
-    def _values(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.cfg.decode == "expected":
+    @staticmethod
+    def check_dims(cfg: VLAConfig, action_dim: int) -> None:
+        """The config's action-dimension indices name dimensions the action has."""
+        for name in ("self_condition_dims", "argmax_dims"):
+            if any(i >= action_dim for i in getattr(cfg, name)):
+                raise ValueError(f"{name} {getattr(cfg, name)} name dimensions beyond the action's {action_dim}")
+
+    def _values(self, logits: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B, n, bins) logits of the chunk's values start..start+n -> (B, n) decoded values."""
+        argmax_dims = [] if self.cfg.decode == "argmax" else self.cfg.argmax_dims
+        if self.cfg.decode == "expected" and not argmax_dims:
             return self.action_tokenizer.expected_value(logits)
         centers = torch.as_tensor(self.action_tokenizer.bin_centers(), device=logits.device)
-        return centers[logits.argmax(-1)]
+        likeliest = centers[logits.argmax(-1)]
+        if not argmax_dims:
+            return likeliest
+        dims = (start + torch.arange(logits.shape[1], device=logits.device)) % self.action_tokenizer.action_dim
+        chosen = torch.isin(dims, torch.as_tensor(argmax_dims, device=logits.device))
+        return torch.where(chosen, likeliest, self.action_tokenizer.expected_value(logits))
 
     @torch.no_grad()
     def generate(self, prefix: dict[str, torch.Tensor], n_tokens: int | None = None,
@@ -477,7 +498,7 @@ class VLAModel(torch.nn.Module):
         values = [torch.zeros(len(given_ids), given_ids.shape[1] * g, device=given_ids.device)]  # replaced by the given values
         for step in range(-(-n_values // g)):
             logits = self.action_logits(hidden).float()
-            value = self._values(logits)  # (B, g)
+            value = self._values(logits, (given_ids.shape[1] + step) * g)  # (B, g)
             values.append(value)
             if (step + 1) * g >= n_values:
                 break
