@@ -63,23 +63,26 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
     return final
 
 
-def eval_folder(out: Path, decoding: str | None, own: str | None) -> Path:
+def eval_folder(out: Path, decoding: str | None, own: str | None, argmax_dims: list[int] | None = None) -> Path:
     """Where a run's per-task evaluations are kept: out/eval with the checkpoint's own decoding (`own`; also when
-    `decoding` is None), out/eval-<decoding> when another overrides it, so one checkpoint's two decodings never mix."""
-    return out / ("eval" if decoding in (None, own) else f"eval-{decoding}")
+    `decoding` is None), out/eval-<decoding> when another overrides it, so one checkpoint's decodings never mix;
+    `-argmax<dims>` added where `argmax_dims` decodes those dimensions by their likeliest bin (eval-argmax3)."""
+    name = "eval" if decoding in (None, own) else f"eval-{decoding}"
+    return out / (f"{name}-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else name)
 
 
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
-                   progress: Progress, decoding: str | None = None) -> dict[str, dict]:
+                   progress: Progress, decoding: str | None = None,
+                   argmax_dims: list[int] | None = None) -> dict[str, dict]:
     """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
-    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` overrides the checkpoint's.
+    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's.
     -> task -> vla.evaluate's per-task result."""
     from vla.evaluate import evaluate_policy, override_decoding
     from vla.policies.registry import load_policy
 
     policy = load_policy(checkpoint)
-    folder = eval_folder(out, decoding, getattr(getattr(policy, "cfg", None), "decoding", None))
-    policy = override_decoding(policy, decoding, source=str(checkpoint))
+    folder = eval_folder(out, decoding, getattr(getattr(policy, "cfg", None), "decoding", None), argmax_dims)
+    policy = override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims)
     folder.mkdir(exist_ok=True)
     results = {}
     for task in tasks:

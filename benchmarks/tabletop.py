@@ -58,7 +58,8 @@ POLICY = ["model.backbone.connector=film_cnn", "model.final_state_weight=10.0",
           "model.decoding=autoregressive", "max_memory_gb=12"]
 
 
-def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Progress, decoding: str) -> dict:
+def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Progress, decoding: str,
+              argmax_dims: list[int]) -> dict:
     suite = get_suite("tabletop")
     groups = suite.groups()
     expert = {parse_task(t)[0]: r["expert_success"] for t, r in record_report["tasks"].items()}
@@ -83,7 +84,7 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
             "demos_per_skill": args.demos, "train_steps": args.steps, "eval_seed": EVAL_SEED,
-            "decoding": decoding,
+            "decoding": decoding, "argmax_dims": argmax_dims,
             # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
             "action_noise": args.action_noise,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s}
@@ -101,7 +102,8 @@ def print_tables(results: dict) -> None:
             print(f"{split:<22}" + "".join(f"{rates[o]:>8.0%}" for o in OUTCOMES))
     print(f"chance {results['chance']:.0%}; training {results['train_s'] / 60:.1f} min "
           f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill); "
-          f"{results['decoding']} decoding")
+          f"{results['decoding']} decoding" + (f", dimensions {results['argmax_dims']} by their likeliest bin"
+                                                 if results["argmax_dims"] else ""))
     for check, ok in results["checks"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {check}")
 
@@ -139,6 +141,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--decoding", choices=DECODING, default=None,
                         help="evaluate with this decoding instead of the checkpoint's; the same weights either way, "
                              "kept apart in DIR/eval-<decoding>")
+    parser.add_argument("--argmax-dims", type=int, nargs="*", default=None,
+                        help="evaluate with these action dimensions decoded by their likeliest bin (3: the gripper), "
+                             "kept apart in DIR/eval[-<decoding>]-argmax<dims>")
     parser.add_argument("--set", nargs="*", default=[],
                         help=f"vla-train overrides, after the policy's own ({' '.join(POLICY)}), so they win")
     args = parser.parse_args()
@@ -157,9 +162,11 @@ def main() -> None:
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,
-                              args.decoding)
-    decoding = args.decoding or json.loads((checkpoint / "config.json").read_text())["config"]["decoding"]
-    results = summarize(args, report, per_task, progress, decoding)
+                              args.decoding, args.argmax_dims)
+    own = json.loads((checkpoint / "config.json").read_text())["config"]
+    decoding = args.decoding or own["decoding"]
+    argmax_dims = own.get("argmax_dims", []) if args.argmax_dims is None else args.argmax_dims
+    results = summarize(args, report, per_task, progress, decoding, argmax_dims)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")
     plot_cameras(args.out / "cameras.png", [f"tabletop-{skill}" for skill in SKILLS], args.image_size)
