@@ -131,8 +131,9 @@ def print_table(results: dict, title: str = "success rate") -> None:
 
 def override_decoding(policy, decoding: str | None = None, n_action_steps: int | None = None,
                       source: str = "the checkpoint", decode: str | None = None, argmax_dims: list[int] | None = None):
-    """The loaded policy, decoding its chunks as asked (None keeps the checkpoint's). Training does not depend on
-    any of these: the same weights decode in parallel or one token at a time, by expected value or likeliest bin."""
+    """The loaded policy, decoding its chunks as asked (None keeps the checkpoint's). The weights do not depend on
+    these (beyond self-conditioning's inputs, decoded the checkpoint's way): the same weights decode in parallel or
+    one token at a time, by expected value or likeliest bin."""
     from vla.policies.vla_policy import VLAPolicy
 
     asked = {"decoding": decoding, "n_action_steps": n_action_steps, "decode": decode,
@@ -168,10 +169,9 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
         policy.schema, out=out, video=cfg.video,
     )
-    vla = isinstance(policy, VLAPolicy)
+    is_vla = isinstance(policy, VLAPolicy)
     results.update(checkpoint=str(cfg.checkpoint), n_action_steps=policy.n_action_steps,
-                   decoding=policy.cfg.decoding if vla else None, decode=policy.cfg.decode if vla else None,
-                   argmax_dims=policy.cfg.argmax_dims if vla else None)
+                   **{k: getattr(policy.cfg, k) if is_vla else None for k in ("decoding", "decode", "argmax_dims")})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_success(results, out / "success.png", title=f"{Path(cfg.checkpoint).name}: success rate")
     print_table(results)
