@@ -428,10 +428,8 @@ class VLAModel(torch.nn.Module):
         chosen = (torch.rand(len(inputs), 1, generator=generator) < self.cfg.self_condition).to(inputs.device)
         if not chosen.any():
             return inputs
-        if self.cfg.self_condition_dims:  # inputs are timestep-major: value t * D + d is dimension d
-            dims = torch.arange(inputs.shape[1], device=inputs.device) % self.action_tokenizer.action_dim
-            wanted = torch.as_tensor(self.cfg.self_condition_dims, device=inputs.device)
-            chosen = chosen & torch.isin(dims, wanted)[None]
+        if self.cfg.self_condition_dims:
+            chosen = chosen & self._in_dims(self.cfg.self_condition_dims, inputs.shape[1], device=inputs.device)[None]
         with torch.no_grad():
             own = self._values(self._action_position_logits(prefix, self.masks(len(inputs))))
         return torch.where(chosen, own.to(inputs), inputs)
@@ -453,9 +451,14 @@ class VLAModel(torch.nn.Module):
         likeliest = centers[logits.argmax(-1)]
         if not argmax_dims:
             return likeliest
-        dims = (start + torch.arange(logits.shape[1], device=logits.device)) % self.action_tokenizer.action_dim
-        chosen = torch.isin(dims, torch.as_tensor(argmax_dims, device=logits.device))
+        chosen = self._in_dims(argmax_dims, logits.shape[1], start, logits.device)
         return torch.where(chosen, likeliest, self.action_tokenizer.expected_value(logits))
+
+    def _in_dims(self, dims: list[int], n: int, start: int = 0, device=None) -> torch.Tensor:
+        """(n,) whether each of a chunk's values start..start+n is of one of `dims`: values are timestep-major,
+        value t * D + d is dimension d."""
+        of = (start + torch.arange(n, device=device)) % self.action_tokenizer.action_dim
+        return torch.isin(of, torch.as_tensor(dims, device=device))
 
     @torch.no_grad()
     def generate(self, prefix: dict[str, torch.Tensor], n_tokens: int | None = None,
