@@ -17,6 +17,9 @@ CASES = [
     ("vla.cli.train", ["steps=1e3"], "steps must be int, got 1000.0"),
     ("vla.cli.serve", ["dtype=fp8"], "dtype must be one of ('float32', 'bfloat16'), got 'fp8'"),
     ("vla.cli.evaluate", ["checkpoint=/no/ckpt"], "checkpoint /no/ckpt does not exist"),
+    ("vla.cli.evaluate", ["checkpoint=."], "no config.json, so not a checkpoint directory"),
+    ("vla.cli.serve", ["checkpoint=."], "checkpoint .: no config.json, so not a checkpoint directory"),
+    ("vla.cli.robot", ["policy=."], "policy checkpoint .: no config.json, so not a checkpoint directory"),
     ("vla.cli.evaluate", ["decoding=beam"], "decoding must be one of ('autoregressive', 'parallel'), got 'beam'"),
     ("vla.cli.evaluate", ["argmax_dims=[3,3]"], "argmax_dims must be distinct action indices >= 0, got [3, 3]"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
@@ -35,6 +38,28 @@ def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not list(tmp_path.iterdir()), "nothing may be written before the input is checked"
+
+
+def test_an_override_the_checkpoint_does_not_fit_is_one_line_and_exit_2(tmp_path):
+    """What only the checkpoint can refuse (the gripper's index on a 4-dim action is 3) is refused once it loads,
+    before any episode runs or anything is written."""
+    from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
+
+    from vla.envs.metaworld import metaworld_schema
+    from vla.policies.vla_policy import VLAPolicy
+
+    checkpoint = tmp_path / "ckpt"
+    VLAPolicy.create(tiny_model_config(), metaworld_schema(TINY_IMAGE, "corner2"), fake_stats(),
+                     TINY_INSTRUCTIONS).save_pretrained(checkpoint)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = subprocess.run([sys.executable, "-m", "vla.cli.evaluate", f"checkpoint={checkpoint}", "argmax_dims=[7]",
+                           "tasks=[drawer-close-v3]"], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          check=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "argmax_dims [7] name dimensions beyond the action's 4" in lines[0], done.stderr
+    assert not list(cwd.iterdir()) and not (checkpoint / "eval").exists()
 
 
 @pytest.mark.parametrize("name", ["train", "record", "eval", "serve", "robot", "dataset", "demo"])

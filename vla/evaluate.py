@@ -148,9 +148,11 @@ def override_decoding(policy, decoding: str | None = None, n_action_steps: int |
     return policy
 
 
-def evaluate_checkpoint(cfg: EvalConfig) -> dict:
+def load_for_evaluation(cfg: EvalConfig) -> tuple:
+    """(the checkpoint's policy, decoding as `cfg` asks; the tasks to evaluate). Every mistake in `cfg` that only the
+    checkpoint can show (not a checkpoint, an override it does not fit, no tasks, seeds it trained on) is raised
+    here as a ValueError, before any episode runs."""
     from vla.policies.registry import load_policy
-    from vla.policies.vla_policy import VLAPolicy
 
     policy = override_decoding(load_policy(cfg.checkpoint, device=cfg.device), cfg.decoding, cfg.n_action_steps,
                                str(cfg.checkpoint), cfg.decode, cfg.argmax_dims)
@@ -163,6 +165,14 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         overlap = seeds & set(policy.meta.get("train_seeds", {}).get(task, []))
         if overlap:
             raise ValueError(f"evaluation seeds {sorted(overlap)[:5]} of {task} were used for training; move seed=")
+    return policy, tasks
+
+
+def evaluate_checkpoint(cfg: EvalConfig, loaded: tuple | None = None) -> dict:
+    """loaded: what `load_for_evaluation(cfg)` returned, where the caller has checked it already."""
+    from vla.policies.vla_policy import VLAPolicy
+
+    policy, tasks = loaded or load_for_evaluation(cfg)
     out = Path(cfg.out or Path(cfg.checkpoint) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     results = evaluate_policy(

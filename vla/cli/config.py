@@ -148,6 +148,18 @@ def require_path(path, what: str) -> None:
         raise UsageError(f"{what} {path} does not exist")
 
 
+def require_checkpoint(path, what: str) -> None:
+    """`path` is a checkpoint directory of a type some loader knows (its config.json read, no weights loaded)."""
+    require_path(path, what)
+    from vla.policies.registry import policy_type
+    from vla.policies.vla_policy import CheckpointError
+
+    try:
+        policy_type(path)
+    except CheckpointError as e:
+        raise UsageError(f"{what} {e}") from None
+
+
 def require_backbone(backbone) -> None:
     """A pretrained backbone's directory must exist and hold a supported family (checked before training)."""
     if backbone.path is None:

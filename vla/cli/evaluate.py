@@ -3,8 +3,8 @@
 Evaluates a checkpoint in MuJoCo on seeds disjoint from its training seeds; writes results.json, a bar
 chart and one video per task."""
 
-from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
-from vla.evaluate import evaluate_checkpoint
+from vla.cli.config import UsageError, cli_main, load, print_usage, require_path, require_tasks, usage_requested
+from vla.evaluate import evaluate_checkpoint, load_for_evaluation
 
 
 def _main() -> None:
@@ -13,7 +13,11 @@ def _main() -> None:
     cfg = load("eval")
     require_path(cfg.checkpoint, "checkpoint")
     require_tasks(cfg.tasks)
-    evaluate_checkpoint(cfg)
+    try:
+        loaded = load_for_evaluation(cfg)
+    except ValueError as e:  # CheckpointError included: a directory that is not a checkpoint is the user's mistake
+        raise UsageError(str(e)) from None
+    evaluate_checkpoint(cfg, loaded)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ mock) at a fixed control rate, through the safety guard. Ctrl-C or SIGTERM stops
 
 import logging
 
-from vla.cli.config import cli_main, load, print_usage, require_path, require_tasks, usage_requested
+from vla.cli.config import cli_main, load, print_usage, require_checkpoint, require_tasks, usage_requested
 from vla.runtime.run import run_robot
 
 
@@ -15,7 +15,7 @@ def _main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     cfg = load("robot")
     if not cfg.policy.startswith(("ws://", "wss://")):
-        require_path(cfg.policy, "policy checkpoint")
+        require_checkpoint(cfg.policy, "policy checkpoint")
     require_tasks(cfg.tasks)
     run_robot(cfg)
 
