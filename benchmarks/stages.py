@@ -63,12 +63,15 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
     return final
 
 
-def eval_folder(out: Path, decoding: str | None, own: str | None, argmax_dims: list[int] | None = None) -> Path:
-    """Where a run's per-task evaluations are kept: out/eval with the checkpoint's own decoding (`own`; also when
-    `decoding` is None), out/eval-<decoding> when another overrides it, so one checkpoint's decodings never mix;
-    `-argmax<dims>` added where `argmax_dims` decodes those dimensions by their likeliest bin (eval-argmax3)."""
-    name = "eval" if decoding in (None, own) else f"eval-{decoding}"
-    return out / (f"{name}-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else name)
+def eval_folder(out: Path, own: dict, decoding: str | None = None, argmax_dims: list[int] | None = None) -> Path:
+    """Where a run's per-task evaluations are kept, so one checkpoint's decodings never mix: out/eval with the
+    checkpoint's own decoding (`own`: its model config's `decoding` and `argmax_dims`; also where an override is
+    None); out/eval-<decoding> where another decoding overrides it, and `-argmax<dims>` added where other
+    dimensions are decoded by their likeliest bin (eval-argmax3; eval-expected: none, every one by expected value)."""
+    name = "eval" if decoding in (None, own.get("decoding")) else f"eval-{decoding}"
+    if argmax_dims is None or list(argmax_dims) == list(own.get("argmax_dims", [])):
+        return out / name
+    return out / (f"{name}-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else f"{name}-expected")
 
 
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
@@ -81,7 +84,8 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     from vla.policies.registry import load_policy
 
     policy = load_policy(checkpoint)
-    folder = eval_folder(out, decoding, getattr(getattr(policy, "cfg", None), "decoding", None), argmax_dims)
+    own = {k: getattr(policy.cfg, k) for k in ("decoding", "argmax_dims")} if hasattr(policy, "cfg") else {}
+    folder = eval_folder(out, own, decoding, argmax_dims)
     policy = override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims)
     folder.mkdir(exist_ok=True)
     results = {}

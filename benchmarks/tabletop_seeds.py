@@ -46,13 +46,13 @@ def settings(run: Path) -> tuple[dict, dict]:
     return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
 
 
-def evaluated(run: Path, decoding: str | None, own: str,
+def evaluated(run: Path, own: dict, decoding: str | None = None,
               argmax_dims: list[int] | None = None) -> dict[str, dict[str, list[bool]]]:
     """split -> skill -> per-episode successes, for the splits whose every skill is evaluated (with `decoding`
     and `argmax_dims` where they override the checkpoint's own: `tabletop.py --decoding --argmax-dims`)."""
     groups, out = get_suite("tabletop").groups(), {}
     for split, group in SPLITS.items():
-        files = {parse_task(t)[0]: eval_folder(run, decoding, own, argmax_dims) / f"{t}.json" for t in groups[group]}
+        files = {parse_task(t)[0]: eval_folder(run, own, decoding, argmax_dims) / f"{t}.json" for t in groups[group]}
         if all(f.is_file() for f in files.values()):
             out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
     return out
@@ -70,7 +70,7 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    results = {str(r): evaluated(r, decoding, configs[str(r)][0]["decoding"], argmax_dims) for r in runs}
+    results = {str(r): evaluated(r, configs[str(r)][0], decoding, argmax_dims) for r in runs}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}

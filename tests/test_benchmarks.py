@@ -80,13 +80,15 @@ def test_film_cnn_speed_benchmark_writes_its_format_and_both_forwards_agree(tmp_
 
 
 def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], lr: float = 1e-3,
-                       autoregressive: dict[str, list[bool]] | None = None, decoding: str = "parallel") -> None:
+                       autoregressive: dict[str, list[bool]] | None = None, decoding: str = "parallel",
+                       argmax_dims: list[int] | None = None) -> None:
     """What tabletop_seeds.py reads of a tabletop.py run: its final checkpoint's config and its eval files (with
     the checkpoint's decoding, and with autoregressive decoding overriding it if given)."""
     checkpoint = run / "train" / "checkpoints" / "step_000010"
     checkpoint.mkdir(parents=True)
     train = {"seed": seed, "dataset": str(run / "demos.zarr"), "out": str(run / "train"), "lr": lr}
-    config = {"config": {"chunk_size": 8, "decoding": decoding}, "meta": {"train_config": train}}
+    config = {"config": {"chunk_size": 8, "decoding": decoding, "argmax_dims": argmax_dims or []},
+              "meta": {"train_config": train}}
     (checkpoint / "config.json").write_text(json.dumps(config))
     for folder, results in (("eval", successes), ("eval-autoregressive", autoregressive or {})):
         (run / folder).mkdir()
@@ -142,3 +144,18 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     assert refused.returncode == 2 and "model.decoding" in refused.stderr
     refused = subprocess.run(cmd + [str(tmp_path / "c")], capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode == 2 and "differs from" in refused.stderr and "lr" in refused.stderr
+    # a run trained to decode its gripper by its likeliest bin keeps those evaluations in eval/, and those by
+    # expected value (tabletop.py --argmax-dims, none listed) in eval-expected/
+    _fake_tabletop_run(tmp_path / "e", 4, {t: [False, False] for t in seen}, argmax_dims=[3])
+    for run, folder in (("e", "eval-expected"), ("a", "eval-argmax3")):
+        (tmp_path / run / folder).mkdir()
+        for t in seen:
+            (tmp_path / run / folder / f"{t}.json").write_text(json.dumps({"successes": [True, True]}))
+    both = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
+            str(tmp_path / "a"), str(tmp_path / "e")]
+    for argmax_dims, seen_rates in ((["3"], [1.0, 0.0]), ([], [1.0, 1.0])):
+        done = subprocess.run(both + ["--argmax-dims", *argmax_dims], capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert [r["splits"]["seen"] for r in report["runs"].values()] == seen_rates, argmax_dims
