@@ -27,6 +27,7 @@ CASES = [
     ("vla.cli.demo", ["steps=many"], "steps must be int, got 'many'"),
     ("vla.cli.robot", ["chunking=smooth"], "chunking='smooth': expected one of ['naive', 'prefix', 'ensemble']"),
     ("vla.cli.robot", ["robot=lerobot", "sim_time=true"], "sim_time=true is for robot=sim or mock"),
+    ("vla.cli.robot", ["robot=lerobot", "+lerobot.type=so101_follower"], "robot=lerobot needs lerobot.task="),
 ]
 
 
@@ -40,26 +41,44 @@ def test_user_mistakes_are_one_line_and_exit_2(module, args, message, tmp_path):
     assert not list(tmp_path.iterdir()), "nothing may be written before the input is checked"
 
 
-def test_an_override_the_checkpoint_does_not_fit_is_one_line_and_exit_2(tmp_path):
-    """What only the checkpoint can refuse (the gripper's index on a 4-dim action is 3) is refused once it loads,
-    before any episode runs or anything is written."""
+def _tiny_checkpoint(directory):
     from conftest import TINY_IMAGE, TINY_INSTRUCTIONS, fake_stats, tiny_model_config
 
     from vla.envs.metaworld import metaworld_schema
     from vla.policies.vla_policy import VLAPolicy
 
-    checkpoint = tmp_path / "ckpt"
     VLAPolicy.create(tiny_model_config(), metaworld_schema(TINY_IMAGE, "corner2"), fake_stats(),
-                     TINY_INSTRUCTIONS).save_pretrained(checkpoint)
-    cwd = tmp_path / "cwd"
+                     TINY_INSTRUCTIONS).save_pretrained(directory)
+    return directory
+
+
+def _one_line_exit_2(args, cwd, message):
     cwd.mkdir()
-    done = subprocess.run([sys.executable, "-m", "vla.cli.evaluate", f"checkpoint={checkpoint}", "argmax_dims=[7]",
-                           "tasks=[drawer-close-v3]"], capture_output=True, text=True, cwd=cwd, timeout=120,
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=120,
                           check=False)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "argmax_dims [7] name dimensions beyond the action's 4" in lines[0], done.stderr
-    assert not list(cwd.iterdir()) and not (checkpoint / "eval").exists()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not list(cwd.iterdir())
+
+
+def test_an_override_the_checkpoint_does_not_fit_is_one_line_and_exit_2(tmp_path):
+    """What only the checkpoint can refuse (the gripper's index on a 4-dim action is 3) is refused once it loads,
+    before any episode runs or anything is written."""
+    checkpoint = _tiny_checkpoint(tmp_path / "ckpt")
+    _one_line_exit_2(["vla.cli.evaluate", f"checkpoint={checkpoint}", "argmax_dims=[7]", "tasks=[drawer-close-v3]"],
+                     tmp_path / "cwd", "argmax_dims [7] name dimensions beyond the action's 4")
+    assert not (checkpoint / "eval").exists()
+
+
+@pytest.mark.parametrize("module", ["vla.cli.robot", "vla.cli.serve"])
+def test_a_checkpoint_whose_weights_cannot_load_is_one_line_and_exit_2(module, tmp_path):
+    """Its config.json reads, so only loading finds the weights gone; that is still the user's path, not a bug."""
+    checkpoint = _tiny_checkpoint(tmp_path / "ckpt")
+    (checkpoint / "model.safetensors").unlink()
+    key = "policy" if module == "vla.cli.robot" else "checkpoint"
+    _one_line_exit_2([module, f"{key}={checkpoint}", "robot=mock" if key == "policy" else "port=0"],
+                     tmp_path / "cwd", "checkpoint file model.safetensors is missing")
 
 
 @pytest.mark.parametrize("name", ["train", "record", "eval", "serve", "robot", "dataset", "demo"])

@@ -148,14 +148,15 @@ def require_path(path, what: str) -> None:
         raise UsageError(f"{what} {path} does not exist")
 
 
-def require_checkpoint(path, what: str) -> None:
-    """`path` is a checkpoint directory of a type some loader knows (its config.json read, no weights loaded)."""
+def load_checkpoint(path, what: str, **options):
+    """The policy at `path`, loaded; a path that is not a checkpoint, or one these options cannot load, is the
+    user's mistake and ends in one line naming it."""
     require_path(path, what)
-    from vla.policies.registry import policy_type
+    from vla.policies.registry import load_policy
     from vla.policies.vla_policy import CheckpointError
 
     try:
-        policy_type(path)
+        return load_policy(path, **options)
     except CheckpointError as e:
         raise UsageError(f"{what} {e}") from None
 

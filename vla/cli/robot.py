@@ -5,7 +5,7 @@ mock) at a fixed control rate, through the safety guard. Ctrl-C or SIGTERM stops
 
 import logging
 
-from vla.cli.config import cli_main, load, print_usage, require_checkpoint, require_tasks, usage_requested
+from vla.cli.config import cli_main, load, load_checkpoint, print_usage, require_tasks, usage_requested
 from vla.runtime.run import run_robot
 
 
@@ -14,10 +14,9 @@ def _main() -> None:
         return print_usage("robot", __doc__)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     cfg = load("robot")
-    if not cfg.policy.startswith(("ws://", "wss://")):
-        require_checkpoint(cfg.policy, "policy checkpoint")
     require_tasks(cfg.tasks)
-    run_robot(cfg)
+    remote = cfg.policy.startswith(("ws://", "wss://"))
+    run_robot(cfg, None if remote else load_checkpoint(cfg.policy, "policy checkpoint"))
 
 
 def main() -> None:

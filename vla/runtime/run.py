@@ -48,6 +48,10 @@ class RobotConfig:
             raise ValueError(f"chunking={self.chunking!r}: expected one of {list(METHODS)}")
         if self.sim_time and self.robot == "lerobot":
             raise ValueError("sim_time=true is for robot=sim or mock; a real robot runs on the wall clock")
+        missing = [k for k in ("type", "task") if self.robot == "lerobot" and k not in self.lerobot]
+        if missing:
+            raise ValueError(f"robot=lerobot needs lerobot.{missing[0]}= (e.g. lerobot.type=so101_follower "
+                             f"lerobot.task='pick up the cube' lerobot.port=/dev/ttyACM0)")
         if self.delay_ms < 0 or self.delay_jitter_ms < 0 or self.control_hz <= 0:
             raise ValueError(f"delay_ms and delay_jitter_ms must be >= 0 and control_hz > 0, got {self.delay_ms}, "
                              f"{self.delay_jitter_ms} and {self.control_hz}")
@@ -69,8 +73,9 @@ def trained_tasks(source) -> list[str]:
     return list(source.client.metadata.get("env_tasks") or [])
 
 
-def run_robot(cfg: RobotConfig) -> dict:
-    source = policy_source(cfg)
+def run_robot(cfg: RobotConfig, policy=None) -> dict:
+    """Episodes of `cfg.policy` on `cfg.robot`; `policy`, when given, is that checkpoint already loaded."""
+    source = policy_source(cfg) if policy is None else LocalPolicy(policy)
     controllers: list[Controller] = []
 
     def stop(signum, _frame):  # Ctrl-C / SIGTERM: the loop ends, ramps down and disconnects
@@ -100,10 +105,6 @@ def _episodes(cfg: RobotConfig, source):
         from vla.runtime.robots import LeRobotRobot
 
         options = dict(cfg.lerobot)
-        missing = [k for k in ("type", "task") if k not in options]
-        if missing:
-            raise ValueError(f"robot=lerobot needs lerobot.{missing[0]}= (e.g. lerobot.type=so101_follower "
-                             f"lerobot.task='pick up the cube' lerobot.port=/dev/ttyACM0)")
         robot_type, task = options.pop("type"), options.pop("task")
         yield robot_type, LeRobotRobot(robot_type, source.schema, task, **options)
     elif cfg.robot == "mock":
