@@ -9,6 +9,8 @@ the published VLA rows.
 2. train: one VLA on all of them (vla.train, checkpoints every `--save-every` steps; resumes from the last).
 3. evaluate: `--eval-episodes` episodes per task on held-out seeds (100000+) with Meta-World's 500-step
    limit; each task's result is saved as it finishes (DIR/eval/<task>.json), so a rerun skips it.
+   `--decoding` and `--argmax-dims` evaluate the same weights decoded otherwise (e.g. `--argmax-dims 3`: the
+   gripper by its likeliest bin, as the tabletop policy decodes it), kept apart in DIR/eval-<...>/.
 4. report: per-task, per-group, mean over tasks and mean of group means, printed beside the published rows,
    with every protocol difference; DIR/results.json and DIR/groups.png.
 
@@ -28,7 +30,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
-from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_stage, train_stage
+from stages import (EVAL_SEED, Progress, add_decoding_options, decoding_used, describe_decoding, evaluate_stage,
+                    plot_cameras, record_stage, train_stage)
 
 from vla.envs.metaworld import MetaWorldSuite
 
@@ -69,7 +72,7 @@ def protocol_differences(args) -> list[str]:
     ]
 
 
-def summarize(args, per_task: dict[str, dict], progress: Progress) -> dict:
+def summarize(args, per_task: dict[str, dict], progress: Progress, decoding: str, argmax_dims: list[int]) -> dict:
     from vla.envs import get_suite
 
     suite = get_suite("metaworld")
@@ -80,8 +83,8 @@ def summarize(args, per_task: dict[str, dict], progress: Progress) -> dict:
     return {"suite": args.suite, "tasks": tasks, "groups": groups,
             "mean_over_tasks": float(np.mean([r["success_rate"] for r in tasks.values()])),
             "mean_of_groups": float(np.mean(list(groups.values()))), "wall_s": progress.wall_s,
-            "stage_s": progress.data["stage_s"], "protocol_differences": protocol_differences(args),
-            "published": PUBLISHED}
+            "stage_s": progress.data["stage_s"], "decoding": decoding, "argmax_dims": argmax_dims,
+            "protocol_differences": protocol_differences(args), "published": PUBLISHED}
 
 
 def print_tables(results: dict) -> None:
@@ -96,7 +99,7 @@ def print_tables(results: dict) -> None:
         cells = "".join(f"{pub[c]:>10.1f}" for c in GROUPS)
         print(f"{name + ' (MT50)':<42}{cells}{pub['mean_of_groups']:>16.1f}")
     print(f"\nmean over tasks {results['mean_over_tasks']:.1%}, mean of group means {results['mean_of_groups']:.1%}, "
-          f"wall {results['wall_s'] / 60:.1f} min")
+          f"wall {results['wall_s'] / 60:.1f} min; " + describe_decoding(results["decoding"], results["argmax_dims"]))
     print("protocol differences from the published rows:\n  - " + "\n  - ".join(results["protocol_differences"]))
 
 
@@ -130,6 +133,7 @@ def parse_args() -> argparse.Namespace:
                         help="Meta-World cameras, e.g. corner2 gripperPOV (a wrist camera beside the published one)")
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
+    add_decoding_options(parser)
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
     from vla.envs import resolve_tasks
@@ -152,8 +156,9 @@ def main() -> None:
                             args.action_noise)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
-    per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress)
-    results = summarize(args, per_task, progress)
+    per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress,
+                              args.decoding, args.argmax_dims)
+    results = summarize(args, per_task, progress, *decoding_used(checkpoint, args.decoding, args.argmax_dims))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "groups.png")
     plot_cameras(args.out / "cameras.png", args.tasks, args.image_size, args.cameras)

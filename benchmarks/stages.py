@@ -74,6 +74,30 @@ def eval_folder(out: Path, own: dict, decoding: str | None = None, argmax_dims: 
     return out / (f"{name}-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else f"{name}-expected")
 
 
+def add_decoding_options(parser) -> None:
+    """--decoding and --argmax-dims: evaluate the same weights decoded otherwise than the checkpoint says, each
+    decoding's results kept apart (`eval_folder`), so one run can be compared with itself."""
+    from vla.model.vla_model import DECODING
+
+    parser.add_argument("--decoding", choices=DECODING, default=None,
+                        help="evaluate with this decoding instead of the checkpoint's; the same weights either way, "
+                             "kept apart in DIR/eval-<decoding>")
+    parser.add_argument("--argmax-dims", type=int, nargs="*", default=None,
+                        help="evaluate with these action dimensions decoded by their likeliest bin instead of the "
+                             "checkpoint's (3: the gripper; none: every one by expected value), kept apart in "
+                             "DIR/eval[-<decoding>]-argmax<dims> (DIR/eval[-<decoding>]-expected)")
+
+
+def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None) -> tuple[str, list[int]]:
+    """The decoding and likeliest-bin dimensions an evaluation ran with: the overrides, else the checkpoint's own."""
+    own = json.loads((checkpoint / "config.json").read_text())["config"]
+    return decoding or own["decoding"], own.get("argmax_dims", []) if argmax_dims is None else list(argmax_dims)
+
+
+def describe_decoding(decoding: str, argmax_dims: list[int]) -> str:
+    return f"{decoding} decoding" + (f", dimensions {argmax_dims} by their likeliest bin" if argmax_dims else "")
+
+
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
                    progress: Progress, decoding: str | None = None,
                    argmax_dims: list[int] | None = None) -> dict[str, dict]:

@@ -31,12 +31,12 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
-from stages import EVAL_SEED, Progress, evaluate_stage, plot_cameras, record_stage, train_stage
+from stages import (EVAL_SEED, Progress, add_decoding_options, decoding_used, describe_decoding, evaluate_stage,
+                    plot_cameras, record_stage, train_stage)
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import OUTCOMES, parse_task
 from vla.envs.tabletop.language import SKILLS
-from vla.model.vla_model import DECODING
 
 SPLITS = {"seen": "tabletop-seen", "heldout_compositions": "tabletop-heldout-compositions",
           "heldout_paraphrases": "tabletop-heldout-paraphrases", "heldout_words": "tabletop-heldout-words",
@@ -105,8 +105,7 @@ def print_tables(results: dict) -> None:
             print(f"{split:<22}" + "".join(f"{rates[o]:>8.0%}" for o in OUTCOMES))
     print(f"chance {results['chance']:.0%}; training {results['train_s'] / 60:.1f} min "
           f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill); "
-          f"{results['decoding']} decoding" + (f", dimensions {results['argmax_dims']} by their likeliest bin"
-                                                 if results["argmax_dims"] else ""))
+          + describe_decoding(results["decoding"], results["argmax_dims"]))
     for check, ok in results["checks"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {check}")
 
@@ -141,13 +140,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
-    parser.add_argument("--decoding", choices=DECODING, default=None,
-                        help="evaluate with this decoding instead of the checkpoint's; the same weights either way, "
-                             "kept apart in DIR/eval-<decoding>")
-    parser.add_argument("--argmax-dims", type=int, nargs="*", default=None,
-                        help="evaluate with these action dimensions decoded by their likeliest bin instead of the "
-                             "checkpoint's (3: the gripper; none: every one by expected value), kept apart in "
-                             "DIR/eval[-<decoding>]-argmax<dims> (DIR/eval[-<decoding>]-expected)")
+    add_decoding_options(parser)
     parser.add_argument("--set", nargs="*", default=[],
                         help=f"vla-train overrides, after the policy's own ({' '.join(POLICY)}), so they win")
     args = parser.parse_args()
@@ -167,10 +160,7 @@ def main() -> None:
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,
                               args.decoding, args.argmax_dims)
-    own = json.loads((checkpoint / "config.json").read_text())["config"]
-    decoding = args.decoding or own["decoding"]
-    argmax_dims = own.get("argmax_dims", []) if args.argmax_dims is None else args.argmax_dims
-    results = summarize(args, report, per_task, progress, decoding, argmax_dims)
+    results = summarize(args, report, per_task, progress, *decoding_used(checkpoint, args.decoding, args.argmax_dims))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")
     plot_cameras(args.out / "cameras.png", [f"tabletop-{skill}" for skill in SKILLS], args.image_size)

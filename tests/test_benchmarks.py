@@ -47,6 +47,14 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
         assert r["episodes"] == 2 and r["group"] == "easy" and 0.0 <= r["success_rate"] <= 1.0
     assert results["groups"].keys() == {"easy"} and results["wall_s"] > 0
     assert (out / "groups.png").stat().st_size > 0 and (out / "cameras.png").stat().st_size > 0
+    assert results["argmax_dims"] == []  # the checkpoint's own decoding
+
+    # the same weights with the gripper by its likeliest bin: evaluated apart, nothing trained again
+    regrip = subprocess.run(cmd + ["--argmax-dims", "3"], capture_output=True, text=True, timeout=600, check=False)
+    assert regrip.returncode == 0, regrip.stderr[-2000:]
+    assert sorted(p.name for p in (out / "eval-argmax3").iterdir()) == sorted(p.name for p in (out / "eval").iterdir())
+    assert json.loads((out / "results.json").read_text())["argmax_dims"] == [3]
+    assert [json.loads(line)["step"] for line in (out / "train" / "metrics.jsonl").read_text().splitlines()] == steps
 
 
 def test_backbones_benchmark_writes_the_issue_format(tmp_path):
