@@ -14,9 +14,9 @@ def _main() -> None:
         return print_usage("serve", __doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load("serve")
+    policy = load_checkpoint(cfg.checkpoint, "checkpoint", device=cfg.device, dtype=cfg.dtype, compile=cfg.compile)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and cfg.token is None:
         logging.warning("serving on %s without a token: anyone who can reach it can drive the policy", cfg.host)
-    policy = load_checkpoint(cfg.checkpoint, "checkpoint", device=cfg.device, dtype=cfg.dtype, compile=cfg.compile)
     server = PolicyServer(policy, cfg, checkpoint_id(cfg.checkpoint))
     try:
         asyncio.run(server.serve_forever())
