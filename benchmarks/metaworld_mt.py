@@ -64,7 +64,10 @@ def protocol_differences(args) -> list[str]:
          "480x480 corner2 image)"),
         (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here"
          + (f" with DART noise (std {args.action_noise} on the executed action, the expert's own action stored)"
-            if args.action_noise else "") + " (published: each paper's own demonstration set)"),
+            if args.action_noise else "")
+         + (f", the hand's start drawn per episode within +-{args.start_noise} m of Meta-World's (evaluation: "
+            "Meta-World's own start)" if args.start_noise else "")
+         + " (published: each paper's own demonstration set)"),
         f"{args.eval_episodes} evaluation episodes per task on seeds {EVAL_SEED}+ (published: 10)",
         ("backbone: the embedded 5.6M-parameter model trained from scratch on 2 CPU cores "
          "(published: pretrained VLMs of 0.45B-3.5B, trained on GPUs)"),
@@ -133,6 +136,9 @@ def parse_args() -> argparse.Namespace:
                         help="Meta-World cameras, e.g. corner2 gripperPOV (a wrist camera beside the published one)")
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
+    parser.add_argument("--start-noise", type=float, default=0.0,
+                        help="metres: the hand's start drawn per recorded episode within +- this of Meta-World's "
+                             "fixed one, on each axis (evaluation keeps Meta-World's; 0: its own start)")
     add_decoding_options(parser)
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
@@ -142,8 +148,9 @@ def parse_args() -> argparse.Namespace:
         args.tasks = resolve_tasks(args.suite.split(","))
     except KeyError as e:
         parser.error(e.args[0])
-    if args.action_noise < 0:
-        parser.error(f"--action-noise must be >= 0, got {args.action_noise}")
+    for flag in ("action_noise", "start_noise"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     args.steps = args.steps or STEPS.get(args.suite, 6000)
     return args
 
@@ -153,7 +160,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
     store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress, args.cameras,
-                            args.action_noise)
+                            args.action_noise, args.start_noise)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress,

@@ -32,14 +32,16 @@ class Progress:
 
 
 def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progress: Progress,
-                 cameras: list[str] | None = None, action_noise: float = 0.0) -> tuple[Path, dict]:
-    """`demos` successful expert demonstrations per task into out/demos.zarr (with `action_noise`, DART's:
-    vla.record.RecordConfig); -> (store, record report), the report also saved as out/record_report.json."""
+                 cameras: list[str] | None = None, action_noise: float = 0.0,
+                 start_noise: float = 0.0) -> tuple[Path, dict]:
+    """`demos` successful expert demonstrations per task into out/demos.zarr (with `action_noise`, DART's, and
+    `start_noise`, the hand's start drawn per episode: vla.record.RecordConfig); -> (store, record report), the
+    report also saved as out/record_report.json."""
     from vla.record import RecordConfig, print_report, record
 
     store, t0 = out / "demos.zarr", time.perf_counter()
     report = record(RecordConfig(tasks=tasks, episodes=demos, out=str(store), image_size=image_size,
-                                 cameras=cameras, action_noise=action_noise))
+                                 cameras=cameras, action_noise=action_noise, start_noise=start_noise))
     print_report(report)
     (out / "record_report.json").write_text(json.dumps(report, indent=2))
     progress.add("record", time.perf_counter() - t0)

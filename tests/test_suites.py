@@ -91,6 +91,38 @@ def test_a_resumed_recording_refuses_another_noise_level_and_keeps_the_store(tmp
     assert store.num_episodes == 1 and store.sources == ["sim:metaworld"]
 
 
+def test_start_noise_moves_metaworlds_hand_start_per_seed_and_a_plain_reset_restores_it():
+    suite = get_suite("metaworld")
+    env = suite.make_env("reach-v3", suite.default_schema(32), 3)
+    home = env.reset(seed=3)[0]["observation.state"][:3]
+    moved = [env.reset(seed=s, options={"start_noise": 0.1})[0]["observation.state"][:3] for s in (3, 3, 4)]
+    np.testing.assert_array_equal(moved[0], moved[1])  # the seed decides the start
+    assert not np.allclose(moved[0], moved[2]) and not np.allclose(moved[0], home, atol=0.01)
+    assert np.all(np.abs(np.stack(moved) - home) < 0.1 + 0.01)  # within the noise (the mocap settles ~mm off)
+    np.testing.assert_allclose(env.reset(seed=3)[0]["observation.state"][:3], home)  # evaluation's start again
+    with pytest.raises(ValueError, match="start_noise.*must be >= 0"):
+        env.reset(seed=3, options={"start_noise": -0.1})
+    env.close()
+
+
+def test_start_noise_is_tagged_in_the_store_and_refused_for_a_suite_that_draws_its_own_start(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record
+
+    out = str(tmp_path / "d.zarr")
+    report = record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32, start_noise=0.1))
+    assert report["tasks"]["reach-v3"]["kept"] == 1
+    assert EpisodeStore.open(out).sources == ["sim:metaworld start=0.1"]
+    with pytest.raises(ValueError, match="this run records 'sim:metaworld'"):  # resuming without it is refused
+        record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32))
+    cli = subprocess.run([sys.executable, "-m", "vla.cli.record", "tasks=[tabletop-touch]", "episodes=1",
+                          f"out={tmp_path / 't.zarr'}", "start_noise=0.1"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert "tabletop-touch's suite (tabletop) draws the hand's start per episode itself" in cli.stderr
+    assert not (tmp_path / "t.zarr").exists()
+
+
 def test_dart_noise_perturbs_the_executed_action_and_keeps_the_experts_label():
     from vla.envs import get_suite
     from vla.record import run_episode

@@ -38,14 +38,22 @@ class RecordConfig:
     # store keeps the expert's own action. The closed-loop expert corrects the drift, so the demonstrations
     # cover the states a learned policy drifts into, labelled with how to recover. 0: clean demonstrations.
     action_noise: float = 0.0
+    # The hand's start drawn per episode within +-start_noise metres of the suite's fixed one, on each axis, for
+    # suites with one fixed start (Meta-World; `Suite.fixed_start`). From one start the hand's position tells
+    # how far into the demonstration a frame is and where it is heading, so a policy can fit the demonstrations
+    # from its state and ignore the image (the tabletop suite draws its start per episode for this reason, and
+    # a Meta-World reach policy's first command was the same for every goal: README). Evaluation keeps the
+    # suite's own start. 0: the suite's start.
+    start_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task")
-        if self.action_noise < 0:
-            raise ValueError(f"action_noise must be >= 0, got {self.action_noise}")
+        for name in ("action_noise", "start_noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_attempts is not None and self.max_attempts < self.episodes:
             raise ValueError(f"max_attempts ({self.max_attempts}) must be >= episodes ({self.episodes})")
 
@@ -54,13 +62,15 @@ class RecordConfig:
         return self.max_attempts if self.max_attempts is not None else 2 * self.episodes + 10
 
 
-def run_episode(env, policy, seed: int, action_noise: float = 0.0) -> tuple[dict, bool, dict | None]:
+def run_episode(env, policy, seed: int, action_noise: float = 0.0,
+                start_noise: float = 0.0) -> tuple[dict, bool, dict | None]:
     """-> (frames, success, the structured goal the env reported at reset, if it has one).
 
-    action_noise: std of the noise added to the executed action (DART); the frames keep the policy's action."""
+    action_noise: std of the noise added to the executed action (DART); the frames keep the policy's action.
+    start_noise: how far the hand's start may move from the env's fixed one (RecordConfig.start_noise)."""
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
-    obs, reset_info = env.reset(seed=seed)
+    obs, reset_info = env.reset(seed=seed, options={"start_noise": start_noise} if start_noise else None)
     policy.reset()
     frames: dict[str, list] = {k: [] for k in obs if k != TASK_KEY}
     frames["action"] = []
@@ -80,10 +90,11 @@ def run_episode(env, policy, seed: int, action_noise: float = 0.0) -> tuple[dict
     return {k: np.stack(v) for k, v in frames.items()}, success, reset_info.get("goal")
 
 
-def episode_source(suite_name: str, action_noise: float) -> str:
-    """The store's source tag of a recorded episode: the suite, and DART's noise when there is any, so that a
-    resumed recording cannot mix clean and noisy demonstrations unseen."""
-    return f"sim:{suite_name}" + (f" dart={action_noise:g}" if action_noise else "")
+def episode_source(suite_name: str, action_noise: float, start_noise: float = 0.0) -> str:
+    """The store's source tag of a recorded episode: the suite, and DART's noise and the start's when there is
+    any, so that a resumed recording cannot mix demonstrations recorded otherwise unseen."""
+    return (f"sim:{suite_name}" + (f" dart={action_noise:g}" if action_noise else "")
+            + (f" start={start_noise:g}" if start_noise else ""))
 
 
 def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int, int]], dict[str, set[str]]]:
@@ -102,17 +113,24 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
 
 
 def check_resumable(cfg: RecordConfig) -> None:
-    """Raises ValueError, naming the task, if the store at cfg.out already holds episodes of one of cfg's tasks
-    recorded with another source tag (another action_noise) than this run would give them."""
+    """Raises ValueError, naming the task, if cfg asks a start_noise of a suite that draws its own start, or if
+    the store at cfg.out already holds episodes of one of cfg's tasks recorded with another source tag (another
+    action_noise or start_noise) than this run would give them."""
+    tasks = resolve_tasks(cfg.tasks)
+    if cfg.start_noise:
+        for task in tasks:
+            if not suite_of(task).fixed_start:
+                raise ValueError(f"start_noise: {task}'s suite ({suite_of(task).name}) draws the hand's start per "
+                                 "episode itself; start_noise is for suites with one fixed start (metaworld)")
     out = Path(cfg.out)
     if not out.exists():
         return
     _, stored = stored_progress(EpisodeStore.open(out), cfg.seed)
-    for task in resolve_tasks(cfg.tasks):
-        source = episode_source(suite_of(task).name, cfg.action_noise)
+    for task in tasks:
+        source = episode_source(suite_of(task).name, cfg.action_noise, cfg.start_noise)
         if stored.get(task, {source}) != {source}:
             raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
-                             f"records {source!r} (another action_noise): record into a new store")
+                             f"records {source!r} (another action_noise or start_noise): record into a new store")
 
 
 def open_store(out: Path, schema) -> EpisodeStore:
@@ -136,12 +154,12 @@ def record(cfg: RecordConfig) -> dict:
         if store is None:
             store = open_store(out, env.schema)
             progress, _ = stored_progress(store, cfg.seed)
-        source = episode_source(suite.name, cfg.action_noise)
+        source = episode_source(suite.name, cfg.action_noise, cfg.start_noise)
         kept, next_seed = progress.get(task, (0, cfg.seed))
         bar.update(min(kept, cfg.episodes))
         expert = suite.make_expert(env)
         while kept < cfg.episodes and next_seed - cfg.seed < cfg.attempts_cap:
-            episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise)
+            episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise, cfg.start_noise)
             if success:  # env.instruction: the one this episode was given (grounding suites draw one per episode)
                 store.add_episode(episode, task=env.instruction, seed=next_seed, success=True, env_task=task,
                                   source=source, goal=goal)

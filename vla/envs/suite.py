@@ -36,6 +36,10 @@ class Suite(ABC):
     max_episode_steps: int  # the suite's own episode limit, used when a caller gives none
     cameras: tuple[str, ...]  # every camera an env of the suite can render
     default_cameras: tuple[str, ...]  # those its default schema has
+    # The hand starts at one fixed point (Meta-World): its envs take reset(options={"start_noise": m}), which
+    # recording uses to draw the start per episode (RecordConfig.start_noise). False for a suite that draws it
+    # per episode itself (tabletop).
+    fixed_start: bool = False
 
     @abstractmethod
     def tasks(self) -> list[str]:

@@ -26,6 +26,7 @@ class MetaWorldSuite(Suite):
     difficulty_groups = ("easy", "medium", "hard", "very_hard")
     cameras = CAMERAS
     default_cameras = ("corner2",)  # the published MT50 rows' and lerobot's camera
+    fixed_start = True  # each task's hand_init_pos; MetaWorldEnv.reset's start_noise moves it
 
     def tasks(self) -> list[str]:
         from vla.envs.metaworld.env import task_names

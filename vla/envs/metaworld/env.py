@@ -69,7 +69,9 @@ def schema_cameras(schema: Schema) -> tuple[int, tuple[str, ...]]:
 
 
 class MetaWorldEnv(gym.Env):
-    """One Meta-World v3 task. `reset(seed=s)` decides the task variation (object and goal placement)."""
+    """One Meta-World v3 task. `reset(seed=s)` decides the task variation (object and goal placement), and
+    `reset(seed=s, options={"start_noise": m})` also moves the hand's start, Meta-World's one fixed point, by a
+    uniform draw within +-m metres per axis (`vla.record.RecordConfig.start_noise`)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
@@ -99,6 +101,7 @@ class MetaWorldEnv(gym.Env):
         # The corner2 position lerobot uses for Meta-World, so our frames match its datasets.
         env.model.cam_pos[env.model.camera("corner2").id] = [0.75, 0.075, 0.7]
         self._env = env
+        self._hand_start = np.array(env.hand_init_pos, dtype=float)  # the task's own; a reset without noise uses it
         self._renderers = {c: FastRenderer(env.model, image_size, image_size, c, fast=fast_render)
                            for c in self.cameras}
         self._raw_obs: np.ndarray | None = None
@@ -131,6 +134,11 @@ class MetaWorldEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._env.seed(seed)
+        noise = float((options or {}).get("start_noise", 0.0))
+        if not noise >= 0:
+            raise ValueError(f"options['start_noise'] must be >= 0 metres, got {noise}")
+        # drawn from the env's own generator, which the reset seed decides: a seed gives one start
+        self._env.hand_init_pos = self._hand_start + (self.np_random.uniform(-noise, noise, 3) if noise else 0.0)
         self._raw_obs, _ = self._env.reset()
         # Meta-World re-places its target sites only in step(); without this the first frame shows the
         # previous episode's sites and the same seed would render differently.
