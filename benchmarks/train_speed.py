@@ -60,13 +60,15 @@ def record_demos(out: Path, episodes: int) -> Path:
     return store
 
 
-def measure(store: Path, run_dir: Path, overrides: list[str], steps: int, warmup: int) -> dict:
+def measure(store: Path, run_dir: Path, overrides: list[str], steps: int, warmup: int,
+            trainer: tuple[str, ...] = ("-m", "vla.cli.train")) -> dict:
+    """One configuration's run of the real trainer (`trainer`: the python arguments that start vla-train)."""
     from vla.train import METRICS_FILE
 
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished measurement is not resumed: its timing would mix two runs
     # One process per configuration: accelerate's precision is fixed for the life of a process.
-    subprocess.run([sys.executable, "-m", "vla.cli.train", f"dataset={store}", f"out={run_dir}", f"steps={steps}",
+    subprocess.run([sys.executable, *trainer, f"dataset={store}", f"out={run_dir}", f"steps={steps}",
                     f"save_every={steps}", f"batch_size={BATCH_SIZE}", *overrides], check=True)
     rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
     first, last = rows[warmup - 1], rows[-1]

@@ -367,6 +367,20 @@ def test_film_cnn_runs_nchw_and_in_bf16_under_autocast():
     assert [dtype for _, dtype in seen[1:]] == [torch.bfloat16] * (len(seen) - 1)  # after the first conv
 
 
+def test_a_compiled_film_cnn_policy_compiles_its_cnns_and_predicts_as_the_eager_one(tmp_path):
+    """compile=true compiles the FiLM CNNs too, not only the language model: they run before it (encode_images),
+    and eager they were most of a tabletop training step (benchmarks/tabletop_train_speed.py)."""
+    policy = tiny_embedded_policy(connector="film_cnn")
+    with torch.no_grad():
+        policy.model.backbone.film.table.weight.normal_(std=0.5)  # words that change the CNN's activations
+    policy.save_pretrained(tmp_path / "ckpt")
+    obs = observations()
+    reference = VLAPolicy.from_pretrained(tmp_path / "ckpt").predict_chunk(obs)
+    compiled = VLAPolicy.from_pretrained(tmp_path / "ckpt", compile=True)
+    assert all(cnn._compiled_call_impl is not None for cnn in compiled.model.backbone.cnns)
+    np.testing.assert_allclose(compiled.predict_chunk(obs), reference, atol=1e-4)
+
+
 def test_a_self_conditioned_step_encodes_its_images_once_and_trains_the_encoder():
     """self_condition runs the language model twice over one prefix (its own chunk without gradient, then the
     training pass); the FiLM CNN, about half the second pass's cost on a CPU (measured), runs once, with gradient."""

@@ -167,3 +167,24 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
         assert done.returncode == 0, done.stderr[-2000:]
         report = json.loads((tmp_path / "out" / "results.json").read_text())
         assert [r["splits"]["seen"] for r in report["runs"].values()] == seen_rates, argmax_dims
+
+
+def test_tabletop_train_speed_rows_undo_the_levers_they_name():
+    """Its "before" rows run today's trainer with code that undoes each later lever: if a lever is renamed, that
+    code would set an attribute nothing reads and the row would silently measure today's trainer."""
+    code = """
+import sys; sys.path.insert(0, "benchmarks")
+import vla.cpu_memory, vla.train
+from vla.model.families.embedded import EmbeddedBackbone
+from tabletop_train_speed import BEFORE, CONFIGS
+class Fake:
+    model = type("M", (), {"model": "the language model"})()
+    cnns = ["a cnn"]
+assert vla.train.keep_freed_memory is vla.cpu_memory.keep_freed_memory  # what train() calls
+assert EmbeddedBackbone.compiled_parts(Fake()) == ["the language model", "a cnn"]
+exec(CONFIGS[BEFORE])
+assert vla.train.keep_freed_memory() is False
+assert EmbeddedBackbone.compiled_parts(Fake()) == ["the language model"]
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

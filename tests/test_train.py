@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import asdict
@@ -12,6 +13,7 @@ import torch
 from conftest import tiny_model_config
 from safetensors.torch import load_file, save_file
 
+from vla.cpu_memory import keep_freed_memory
 from vla.datasets.chunk_dataset import ChunkDataset, gripper_keyframes, open_source
 from vla.policies.vla_policy import CheckpointError, VLAPolicy
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
@@ -190,3 +192,12 @@ def test_compiled_training_pads_prompts_to_one_length_and_learns_the_same(tiny_s
         train(config(tiny_store, tmp_path / name, 2, compile=compiled))
         runs[name] = [json.loads(r) for r in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert abs(runs["compiled"][0]["loss"] - runs["eager"][0]["loss"]) < 2e-2, runs
+
+
+def test_cpu_training_keeps_freed_memory_unless_the_user_tuned_malloc(monkeypatch):
+    """glibc only (elsewhere nothing to tune); a user's own MALLOC_* settings win."""
+    for key in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(key)
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert keep_freed_memory() is False

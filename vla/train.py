@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from vla.cpu_memory import keep_freed_memory
 from vla.datasets.chunk_dataset import ChunkDataset, StepBatches, open_source, step_loader, step_seed
 from vla.datasets.stats import store_stats
 from vla.model.vla_model import VLAConfig
@@ -133,6 +134,8 @@ def training_meta(store, cfg: TrainConfig) -> dict:
 def train(cfg: TrainConfig) -> Path:
     sitting_start = time.perf_counter()
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision))
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     out = Path(cfg.out)
     store = open_source(cfg.dataset)
     dataset = ChunkDataset(store, cfg.model.chunk_size, max_memory_gb=cfg.max_memory_gb)

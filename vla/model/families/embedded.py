@@ -267,8 +267,10 @@ class EmbeddedBackbone(SmolVLMBackbone):
 
     def compiled_parts(self) -> list[torch.nn.Module]:
         # The whole model, merge included, as benchmarks/train_speed.py measured it: its Llama embedding is not
-        # scaled, so the merge's comparison of embeddings is exact compiled too.
-        return [self.model.model]
+        # scaled, so the merge's comparison of embeddings is exact compiled too. The FiLM CNNs run before it
+        # (encode_images) and compile on their own: fused, each layer's norm, FiLM and ReLU are one pass over
+        # its activations instead of four (benchmarks/tabletop_train_speed.py).
+        return [self.model.model, *self.cnns]
 
     def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
