@@ -26,9 +26,8 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np
 from tabletop import POLICY
-from train_speed import BATCH_SIZE, measure, plot
+from train_speed import BATCH_SIZE, measure, median_of_rounds, plot
 
 # Python run by each row's trainer process before vla-train's main: what that row leaves as it was.
 EAGER_CNNS = ("from vla.model.families.embedded import EmbeddedBackbone\n"
@@ -65,12 +64,8 @@ def main() -> None:
         rounds.append({name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup,
                                      ("-c", TRAINER.format(setup))) for i, (name, setup) in enumerate(CONFIGS.items())})
         print(f"round {r + 1}: " + ", ".join(f"{row['samples_per_s']:.1f}" for row in rounds[-1].values()), flush=True)
-    configs = {}
-    for name in CONFIGS:
-        rates = [r[name]["samples_per_s"] for r in rounds]
-        rate = float(np.median(rates))
-        configs[name] = {**rounds[0][name], "samples_per_s": rate, "s_per_step": BATCH_SIZE / rate,
-                         "rounds_samples_per_s": rates}
+    configs = {name: {**row, "s_per_step": BATCH_SIZE / row["samples_per_s"]}
+               for name, row in median_of_rounds(rounds).items()}
     results = {"configs": configs, "speedup": configs[NOW]["samples_per_s"] / configs[BEFORE]["samples_per_s"],
                "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "batch_size": BATCH_SIZE,
                "dataset": str(store), "policy": overrides}

@@ -79,6 +79,15 @@ def measure(store: Path, run_dir: Path, overrides: list[str], steps: int, warmup
             "samples": steps * BATCH_SIZE, "overrides": overrides, "losses": [r["loss"] for r in rows]}
 
 
+def median_of_rounds(rounds: list[dict[str, dict]]) -> dict[str, dict]:
+    """Each configuration's first-round row with its samples/s the median over the rounds (and each round's)."""
+    configs = {}
+    for name in rounds[0]:
+        rates = [r[name]["samples_per_s"] for r in rounds]
+        configs[name] = {**rounds[0][name], "samples_per_s": float(np.median(rates)), "rounds_samples_per_s": rates}
+    return configs
+
+
 def plot(results: dict, path: Path) -> None:
     from vla.plots import plt
 
@@ -114,10 +123,7 @@ def main() -> None:
     store = record_demos(args.out, args.episodes)
     rounds = [{name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
                for i, (name, overrides) in enumerate(CONFIGS.items())} for _ in range(args.rounds)]
-    configs = {}
-    for name in CONFIGS:
-        rates = [r[name]["samples_per_s"] for r in rounds]
-        configs[name] = {**rounds[0][name], "samples_per_s": float(np.median(rates)), "rounds_samples_per_s": rates}
+    configs = median_of_rounds(rounds)
     results = {"configs": configs, "speedup": configs[NEW]["samples_per_s"] / configs[TODAY]["samples_per_s"],
                "steps": args.steps, "rounds": args.rounds, "batch_size": BATCH_SIZE, "dataset": str(store)}
     print(f"\n{'configuration':<44} {'samples/s':>10} {'x today':>8} {'loss at equal samples':>22} {'warmup s':>9}")
