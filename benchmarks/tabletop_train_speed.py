@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20, help="steps before the clock starts (compilation included)")
     parser.add_argument("--demos", type=int, default=20, help="expert demonstrations per tabletop skill")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration, interleaved; the median counts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of every configuration, interleaved; the median counts")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")

@@ -186,5 +186,6 @@ exec(CONFIGS[BEFORE])
 assert vla.train.keep_freed_memory() is False
 assert EmbeddedBackbone.compiled_parts(Fake()) == ["the language model"]
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
