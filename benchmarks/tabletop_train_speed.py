@@ -20,14 +20,13 @@ Writes DIR/results.json ({"configs": {name: {"samples_per_s", "s_per_step", "los
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from tabletop import POLICY
-from train_speed import BATCH_SIZE, measure, median_of_rounds, plot
+from train_speed import BATCH_SIZE, check_rounds, measure, median_of_rounds, save
 
 # Python run by each row's trainer process before vla-train's main: what that row leaves as it was.
 EAGER_CNNS = ("from vla.model.families.embedded import EmbeddedBackbone\n"
@@ -48,11 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of every configuration, interleaved; the median counts")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be >= 1, got {args.rounds}")
-    if not 1 <= args.warmup < args.steps:
-        parser.error(f"--warmup must be in [1, --steps), got {args.warmup}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_rounds(parser, args)
     store = args.out / "demos.zarr"
     if not store.exists():
         from vla.envs import resolve_tasks
@@ -74,9 +69,7 @@ def main() -> None:
     for name, row in configs.items():
         print(f"{name:<48} {row['samples_per_s']:>10.1f} {row['s_per_step']:>7.3f} "
               f"{row['samples_per_s'] / configs[BEFORE]['samples_per_s']:>9.2f} {row['loss_at_equal_samples']:>22.4f}")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "tabletop_train_speed.png")
-    print(f"speedup {results['speedup']:.2f}x; {args.out / 'results.json'}, {args.out / 'tabletop_train_speed.png'}")
+    save(results, args.out, "tabletop_train_speed.png")
 
 
 if __name__ == "__main__":

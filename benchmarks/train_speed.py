@@ -88,6 +88,22 @@ def median_of_rounds(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     return configs
 
 
+def check_rounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--rounds and --warmup within range (else the parser's error and exit 2); makes --out."""
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if not 1 <= args.warmup < args.steps:
+        parser.error(f"--warmup must be in [1, --steps), got {args.warmup}")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+
+def save(results: dict, out: Path, png: str) -> None:
+    """out/results.json and the plot out/png; prints the speedup and where they are."""
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / png)
+    print(f"speedup {results['speedup']:.2f}x; {out / 'results.json'}, {out / png}")
+
+
 def plot(results: dict, path: Path) -> None:
     from vla.plots import plt
 
@@ -115,11 +131,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5, help="expert demonstrations per MT10 task")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration, interleaved; the median counts")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be >= 1, got {args.rounds}")
-    if not 1 <= args.warmup < args.steps:
-        parser.error(f"--warmup must be in [1, --steps), got {args.warmup}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_rounds(parser, args)
     store = record_demos(args.out, args.episodes)
     rounds = [{name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup)
                for i, (name, overrides) in enumerate(CONFIGS.items())} for _ in range(args.rounds)]
@@ -130,9 +142,7 @@ def main() -> None:
     for name, r in configs.items():
         print(f"{name:<44} {r['samples_per_s']:>10.1f} {r['samples_per_s'] / configs[TODAY]['samples_per_s']:>8.2f} "
               f"{r['loss_at_equal_samples']:>22.4f} {r['warmup_s']:>9.1f}")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "train_speed.png")
-    print(f"speedup {results['speedup']:.2f}x; {args.out / 'results.json'}, {args.out / 'train_speed.png'}")
+    save(results, args.out, "train_speed.png")
 
 
 if __name__ == "__main__":
