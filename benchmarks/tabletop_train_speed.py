@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from tabletop import POLICY
-from train_speed import BATCH_SIZE, check_rounds, measure, median_of_rounds, save
+from train_speed import BATCH_SIZE, check_rounds, measure, median_of_rounds, record_demos, save
 
 # Python run by each row's trainer process before vla-train's main: what that row leaves as it was.
 EAGER_CNNS = ("from vla.model.families.embedded import EmbeddedBackbone\n"
@@ -48,12 +48,7 @@ def main() -> None:
                         help="runs of every configuration, interleaved; the median counts")
     args = parser.parse_args()
     check_rounds(parser, args)
-    store = args.out / "demos.zarr"
-    if not store.exists():
-        from vla.envs import resolve_tasks
-        from vla.record import RecordConfig, record
-
-        record(RecordConfig(tasks=resolve_tasks(["tabletop"]), episodes=args.demos, out=str(store)))
+    store = record_demos(args.out, args.demos, "tabletop")
     overrides = [*POLICY, "compile=true"]
     rounds = []
     for r in range(args.rounds):

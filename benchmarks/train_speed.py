@@ -50,13 +50,14 @@ NEW = LEVERS[-1][0]
 BATCH_SIZE = 32
 
 
-def record_demos(out: Path, episodes: int) -> Path:
+def record_demos(out: Path, episodes: int, suite: str = "mt10") -> Path:
+    """`episodes` expert demonstrations per task of `suite` into out/demos.zarr, once; later runs reuse it."""
     from vla.envs import resolve_tasks
     from vla.record import RecordConfig, record
 
     store = out / "demos.zarr"
     if not store.exists():
-        record(RecordConfig(tasks=resolve_tasks(["mt10"]), episodes=episodes, out=str(store)))
+        record(RecordConfig(tasks=resolve_tasks([suite]), episodes=episodes, out=str(store)))
     return store
 
 
