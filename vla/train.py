@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from vla.cpu_memory import keep_freed_memory
+from vla.cpu_memory import keep_freed_memory, release_freed_memory
 from vla.datasets.chunk_dataset import ChunkDataset, StepBatches, open_source, step_loader, step_seed
 from vla.datasets.stats import store_stats
 from vla.model.vla_model import VLAConfig
@@ -132,6 +132,15 @@ def training_meta(store, cfg: TrainConfig) -> dict:
 
 
 def train(cfg: TrainConfig) -> Path:
+    """Train as `cfg` says; -> the output folder. What the run freed goes back to the OS once its data and model
+    are gone, for the process may go on (the benchmarks evaluate where they trained): vla/cpu_memory.py."""
+    try:
+        return train_run(cfg)
+    finally:
+        release_freed_memory()
+
+
+def train_run(cfg: TrainConfig) -> Path:
     sitting_start = time.perf_counter()
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision))
     if accelerator.device.type == "cpu":
