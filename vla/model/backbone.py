@@ -23,6 +23,7 @@ existing text tokens are never overwritten.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,12 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {name!r}")
     return DTYPES[name]
+
+
+def kv_cache(output):
+    """The KV cache a language model's output carries for the next step (`cache` since transformers 5.24,
+    `past_key_values` before it; reading the old name there warns)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
 
 
 @dataclass
@@ -290,8 +297,12 @@ class Backbone(torch.nn.Module):
         as it is, and each pass encodes them again."""
         return inputs
 
-    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
-        return self.model.model(**inputs, past_key_values=past_key_values, use_cache=use_cache)
+    def forward(self, inputs: dict[str, torch.Tensor], cache=None, use_cache: bool = False):
+        """The language model over `inputs`, continuing `cache` (an earlier output's `kv_cache`) where given."""
+        if cache is not None:  # transformers 5.24 renamed past_key_values to cache; the old name goes in 5.40
+            names = inspect.signature(self.model.model.forward).parameters
+            inputs = inputs | {"cache" if "cache" in names else "past_key_values": cache}
+        return self.model.model(**inputs, use_cache=use_cache)
 
     def compile(self, training: bool = False, mode: str | None = None) -> None:
         """torch.compile, in place, the stacks that do the work (`compiled_parts`); the state dict is unchanged.

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from vla.model.action_tokenizer import BinActionTokenizer, BinTokenizerConfig
-from vla.model.backbone import Backbone, BackboneConfig
+from vla.model.backbone import Backbone, BackboneConfig, kv_cache
 from vla.model.ordinal import ordinal_embedding
 
 DECODE_MODES = ("expected", "argmax")
@@ -497,7 +497,7 @@ class VLAModel(torch.nn.Module):
         g = self.values_per_token
         inputs = self.backbone.append(prefix, given_ids[..., 0])
         out = self.backbone(self._model_inputs(inputs, given_ids), use_cache=True)
-        hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
+        hidden, cache = out.last_hidden_state[:, -1:], kv_cache(out)
         values = [torch.zeros(len(given_ids), given_ids.shape[1] * g, device=given_ids.device)]  # replaced by the given values
         for step in range(-(-n_values // g)):
             logits = self.action_logits(hidden).float()
@@ -507,8 +507,8 @@ class VLAModel(torch.nn.Module):
                 break
             ids = self._fed_back_ids(logits, value)  # (B, 1, g)
             inputs = self.backbone.append(inputs, ids[..., 0])
-            out = self.backbone(self._model_inputs(self.backbone.last(inputs, 1), ids), past_key_values=cache, use_cache=True)
-            hidden, cache = out.last_hidden_state[:, -1:], out.past_key_values
+            out = self.backbone(self._model_inputs(self.backbone.last(inputs, 1), ids), cache=cache, use_cache=True)
+            hidden, cache = out.last_hidden_state[:, -1:], kv_cache(out)
         return torch.cat(values, dim=1)
 
     def _fed_back_ids(self, logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

@@ -253,10 +253,10 @@ class EmbeddedBackbone(SmolVLMBackbone):
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
         return inputs
 
-    def forward(self, inputs: dict[str, torch.Tensor], past_key_values=None, use_cache: bool = False):
+    def forward(self, inputs: dict[str, torch.Tensor], cache=None, use_cache: bool = False):
         # no images (a KV-cached step, or images already encoded): the instruction ids have done their work
         inputs = {k: v for k, v in self.encode_images(inputs).items() if k != "instruction_ids"}
-        return super().forward(inputs, past_key_values, use_cache)
+        return super().forward(inputs, cache, use_cache)
 
     def first_camera_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """A prefix's (B, tokens * 2) keypoint coordinates in the first camera, from its FiLM CNN alone (what
