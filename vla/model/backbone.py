@@ -23,6 +23,7 @@ existing text tokens are never overwritten.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {name!r}")
     return DTYPES[name]
+
+
+@functools.cache
+def cache_argument(model_class: type) -> str:
+    """The name a language model class's forward takes its KV cache by (`cache` since transformers 5.24,
+    `past_key_values` before it, which 5.40 removes)."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def kv_cache(output):
@@ -299,9 +307,8 @@ class Backbone(torch.nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor], cache=None, use_cache: bool = False):
         """The language model over `inputs`, continuing `cache` (an earlier output's `kv_cache`) where given."""
-        if cache is not None:  # transformers 5.24 renamed past_key_values to cache; the old name goes in 5.40
-            names = inspect.signature(self.model.model.forward).parameters
-            inputs = inputs | {"cache" if "cache" in names else "past_key_values": cache}
+        if cache is not None:
+            inputs = inputs | {cache_argument(type(self.model.model)): cache}
         return self.model.model(**inputs, use_cache=use_cache)
 
     def compile(self, training: bool = False, mode: str | None = None) -> None:
