@@ -87,6 +87,7 @@ def summarize(args, per_task: dict[str, dict], progress: Progress, decoding: str
             "mean_over_tasks": float(np.mean([r["success_rate"] for r in tasks.values()])),
             "mean_of_groups": float(np.mean(list(groups.values()))), "wall_s": progress.wall_s,
             "stage_s": progress.data["stage_s"], "decoding": decoding, "argmax_dims": argmax_dims,
+            "chunking": args.chunking,
             "protocol_differences": protocol_differences(args), "published": PUBLISHED}
 
 
@@ -102,7 +103,7 @@ def print_tables(results: dict) -> None:
         cells = "".join(f"{pub[c]:>10.1f}" for c in GROUPS)
         print(f"{name + ' (MT50)':<42}{cells}{pub['mean_of_groups']:>16.1f}")
     print(f"\nmean over tasks {results['mean_over_tasks']:.1%}, mean of group means {results['mean_of_groups']:.1%}, "
-          f"wall {results['wall_s'] / 60:.1f} min; " + describe_decoding(results["decoding"], results["argmax_dims"]))
+          f"wall {results['wall_s'] / 60:.1f} min; " + describe_decoding(results))
     print("protocol differences from the published rows:\n  - " + "\n  - ".join(results["protocol_differences"]))
 
 
@@ -164,7 +165,7 @@ def main() -> None:
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress,
-                              args.decoding, args.argmax_dims)
+                              args.decoding, args.argmax_dims, args.chunking)
     results = summarize(args, per_task, progress, *decoding_used(checkpoint, args.decoding, args.argmax_dims))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "groups.png")

@@ -65,15 +65,17 @@ def train_stage(out: Path, store: Path, steps: int, save_every: int, overrides: 
     return final
 
 
-def eval_folder(out: Path, own: dict, decoding: str | None = None, argmax_dims: list[int] | None = None) -> Path:
+def eval_folder(out: Path, own: dict, decoding: str | None = None, argmax_dims: list[int] | None = None,
+                chunking: str = "naive") -> Path:
     """Where a run's per-task evaluations are kept, so one checkpoint's decodings never mix: out/eval with the
     checkpoint's own decoding (`own`: its model config's `decoding` and `argmax_dims`; also where an override is
-    None); out/eval-<decoding> where another decoding overrides it, and `-argmax<dims>` added where other
-    dimensions are decoded by their likeliest bin (eval-argmax3; eval-expected: none, every one by expected value)."""
+    None); out/eval-<decoding> where another decoding overrides it, `-argmax<dims>` added where other
+    dimensions are decoded by their likeliest bin (eval-argmax3; eval-expected: none, every one by expected value),
+    and `-<chunking>` where chunks become actions otherwise than naively (eval-ensemble)."""
     name = "eval" if decoding in (None, own.get("decoding")) else f"eval-{decoding}"
-    if argmax_dims is None or list(argmax_dims) == list(own.get("argmax_dims", [])):
-        return out / name
-    return out / (f"{name}-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else f"{name}-expected")
+    if argmax_dims is not None and list(argmax_dims) != list(own.get("argmax_dims", [])):
+        name += f"-argmax{''.join(map(str, argmax_dims))}" if argmax_dims else "-expected"
+    return out / (name if chunking == "naive" else f"{name}-{chunking}")
 
 
 def add_decoding_options(parser) -> None:
@@ -88,6 +90,9 @@ def add_decoding_options(parser) -> None:
                         help="evaluate with these action dimensions decoded by their likeliest bin instead of the "
                              "checkpoint's (3: the gripper; none: every one by expected value), kept apart in "
                              "DIR/eval[-<decoding>]-argmax<dims> (DIR/eval[-<decoding>]-expected)")
+    parser.add_argument("--chunking", choices=("naive", "ensemble"), default="naive",
+                        help="ensemble: average every live chunk's action for each tick (ACT's temporal ensembling), "
+                             "kept apart in DIR/eval...-ensemble")
 
 
 def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None) -> tuple[str, list[int]]:
@@ -96,23 +101,30 @@ def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int]
     return decoding or own["decoding"], own.get("argmax_dims", []) if argmax_dims is None else list(argmax_dims)
 
 
-def describe_decoding(decoding: str, argmax_dims: list[int]) -> str:
-    return f"{decoding} decoding" + (f", dimensions {argmax_dims} by their likeliest bin" if argmax_dims else "")
+def describe_decoding(results: dict) -> str:
+    """How a benchmark's results were decoded, from their `decoding`, `argmax_dims` and `chunking` (naive where
+    results predate it)."""
+    dims, ensembled = results["argmax_dims"], results.get("chunking", "naive") == "ensemble"
+    return (f"{results['decoding']} decoding" + (f", dimensions {dims} by their likeliest bin" if dims else "")
+            + (", overlapping chunks averaged (temporal ensembling)" if ensembled else ""))
 
 
 def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
-                   progress: Progress, decoding: str | None = None,
-                   argmax_dims: list[int] | None = None) -> dict[str, dict]:
+                   progress: Progress, decoding: str | None = None, argmax_dims: list[int] | None = None,
+                   chunking: str = "naive") -> dict[str, dict]:
     """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
-    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's.
-    -> task -> vla.evaluate's per-task result."""
+    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's;
+    `chunking` is vla.evaluate.EvalConfig's. -> task -> vla.evaluate's per-task result."""
     from vla.evaluate import evaluate_policy, override_decoding
     from vla.policies.registry import load_policy
+    from vla.runtime.chunking import LockstepPlans
 
     policy = load_policy(checkpoint)
     own = {k: getattr(policy.cfg, k) for k in ("decoding", "argmax_dims")} if hasattr(policy, "cfg") else {}
-    folder = eval_folder(out, own, decoding, argmax_dims)
+    folder = eval_folder(out, own, decoding, argmax_dims, chunking)
     policy = override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims)
+    if chunking != "naive":
+        policy = LockstepPlans(policy, chunking)
     folder.mkdir(exist_ok=True)
     results = {}
     for task in tasks:

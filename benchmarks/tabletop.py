@@ -87,7 +87,7 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
             "demos_per_skill": args.demos, "train_steps": args.steps, "eval_seed": EVAL_SEED,
-            "decoding": decoding, "argmax_dims": argmax_dims,
+            "decoding": decoding, "argmax_dims": argmax_dims, "chunking": args.chunking,
             # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
             "action_noise": args.action_noise,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s}
@@ -105,7 +105,7 @@ def print_tables(results: dict) -> None:
             print(f"{split:<22}" + "".join(f"{rates[o]:>8.0%}" for o in OUTCOMES))
     print(f"chance {results['chance']:.0%}; training {results['train_s'] / 60:.1f} min "
           f"({results['train_steps']} steps on {results['demos_per_skill']} demos per skill); "
-          + describe_decoding(results["decoding"], results["argmax_dims"]))
+          + describe_decoding(results))
     for check, ok in results["checks"].items():
         print(f"  [{'met' if ok else 'NOT met'}] {check}")
 
@@ -159,7 +159,7 @@ def main() -> None:
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,
-                              args.decoding, args.argmax_dims)
+                              args.decoding, args.argmax_dims, args.chunking)
     results = summarize(args, report, per_task, progress, *decoding_used(checkpoint, args.decoding, args.argmax_dims))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")

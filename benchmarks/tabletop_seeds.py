@@ -3,14 +3,14 @@ same policy, data and schedule that differ only in `--set seed=K`, side by side.
 
     python benchmarks/tabletop_seeds.py --runs runs/s22/tabletop_fast runs/s22/tabletop_seed1 --out DIR
 
-It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-D/ with `--decoding D` where
-D is not the run's own, with `-argmax3` added for `--argmax-dims 3`) and its final checkpoint's training config, refuses
-runs whose model or training settings differ in more than the seed (and their own paths), and writes
-`DIR/results.json`: `{"decoding": str, "argmax_dims": [int], "runs": {run:
-{"seed": int, "splits": {split: float}, "per_skill": {split: {skill: float}}, "episodes": {split: int}}},
-"splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}`
-and `DIR/seeds.png`. A split counts for a run once every skill of it is evaluated, and every run is compared on the
-episodes all of them have (the first N seeds of each task), so a run still evaluating can already be shown.
+It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-D/ with `--decoding D` where D is
+not the run's own, with `-argmax3` added for `--argmax-dims 3` and `-ensemble` for `--chunking ensemble`) and its
+final checkpoint's training config, refuses runs whose model or training settings differ in more than the seed (and
+their own paths), and writes `DIR/results.json`: `{"decoding": str, "argmax_dims": [int], "chunking": str, "runs":
+{run: {"seed": int, "splits": {split: float}, "per_skill": {split: {skill: float}}, "episodes": {split: int}}},
+"splits": {split: {"mean": float, "min": float, "max": float, "runs": int}}}` and `DIR/seeds.png`. A split counts for
+a run once every skill of it is evaluated, and every run is compared on the episodes all of them have (the first N
+seeds of each task), so a run still evaluating can already be shown.
 """
 
 from __future__ import annotations
@@ -46,19 +46,21 @@ def settings(run: Path) -> tuple[dict, dict]:
     return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
 
 
-def evaluated(run: Path, own: dict, decoding: str | None = None,
-              argmax_dims: list[int] | None = None) -> dict[str, dict[str, list[bool]]]:
+def evaluated(run: Path, own: dict, decoding: str | None = None, argmax_dims: list[int] | None = None,
+              chunking: str = "naive") -> dict[str, dict[str, list[bool]]]:
     """split -> skill -> per-episode successes, for the splits whose every skill is evaluated (with `decoding`
     and `argmax_dims` where they override the checkpoint's own: `tabletop.py --decoding --argmax-dims`)."""
     groups, out = get_suite("tabletop").groups(), {}
     for split, group in SPLITS.items():
-        files = {parse_task(t)[0]: eval_folder(run, own, decoding, argmax_dims) / f"{t}.json" for t in groups[group]}
+        folder = eval_folder(run, own, decoding, argmax_dims, chunking)
+        files = {parse_task(t)[0]: folder / f"{t}.json" for t in groups[group]}
         if all(f.is_file() for f in files.values()):
             out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
     return out
 
 
-def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int] | None = None) -> dict:
+def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int] | None = None,
+            chunking: str = "naive") -> dict:
     configs = {str(r): settings(r) for r in runs}
     model0, train0 = configs[str(runs[0])]
     # training does not depend on the decoding: with one asked for, checkpoints saved with either compare
@@ -70,12 +72,13 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    results = {str(r): evaluated(r, configs[str(r)][0], decoding, argmax_dims) for r in runs}
+    results = {str(r): evaluated(r, configs[str(r)][0], decoding, argmax_dims, chunking) for r in runs}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}
     report = {"decoding": decoding or model0["decoding"],
-              "argmax_dims": model0["argmax_dims"] if argmax_dims is None else argmax_dims, "runs": {}, "splits": {}}
+              "argmax_dims": model0["argmax_dims"] if argmax_dims is None else argmax_dims, "chunking": chunking,
+              "runs": {}, "splits": {}}
     for run, per in results.items():
         per_skill = {s: {skill: sum(v[: n[s]]) / n[s] for skill, v in per[s].items()} for s in splits}
         report["runs"][run] = {"seed": configs[run][1]["seed"], "per_skill": per_skill,
@@ -113,9 +116,11 @@ def main() -> None:
                         help="read the evaluations `tabletop.py --decoding` wrote (default: the checkpoints' own)")
     parser.add_argument("--argmax-dims", type=int, nargs="*", default=None,
                         help="read the evaluations `tabletop.py --argmax-dims` wrote")
+    parser.add_argument("--chunking", choices=("naive", "ensemble"), default="naive",
+                        help="read the evaluations `tabletop.py --chunking` wrote")
     args = parser.parse_args()
     try:
-        report = compare(args.runs, args.decoding, args.argmax_dims)
+        report = compare(args.runs, args.decoding, args.argmax_dims, args.chunking)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -139,6 +139,15 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["argmax_dims"] == [3] and report["splits"]["seen"]["mean"] == 1.0
+    # and their overlapping chunks averaged (tabletop.py --chunking ensemble), kept apart in eval-ensemble
+    for run in ("a", "b"):
+        (tmp_path / run / "eval-ensemble").mkdir()
+        for t in seen:
+            (tmp_path / run / "eval-ensemble" / f"{t}.json").write_text(json.dumps({"successes": [False]}))
+    done = subprocess.run(cmd + ["--chunking", "ensemble"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["chunking"] == "ensemble" and report["splits"]["seen"]["mean"] == 0.0
     # a run trained to decode autoregressively keeps those evaluations in eval/; it compares with the overrides
     _fake_tabletop_run(tmp_path / "d", 3, {t: [True, True] for t in seen}, decoding="autoregressive")
     mixed = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from vla.envs.metaworld import metaworld_schema
 from vla.policies.protocol import batch_observation
 from vla.policies.vla_policy import VLAPolicy
-from vla.runtime.chunking import ChunkPlan
+from vla.runtime.chunking import ChunkPlan, LockstepPlans
 from vla.runtime.clock import InferenceDelay, SimulatedClock
 from vla.runtime.controller import Controller, LocalPolicy
 from vla.runtime.guard import Limits, SafetyGuard
@@ -81,6 +81,43 @@ def test_stitching():
     w = np.exp(-np.arange(2.0))
     np.testing.assert_allclose(ensemble.action(5), [w[1] / w.sum()] * 2)  # the oldest weighs most
     np.testing.assert_array_equal(ensemble.action(9), [1, 1])  # only the newer chunk reaches tick 9
+
+
+class BatchTickPolicy:
+    """Chunk k of a batch of 2: env i's actions are all k + 10 i."""
+
+    chunk_size, n_action_steps = 8, 4
+
+    def __init__(self):
+        self.calls = 0
+
+    def reset(self):
+        self.calls = 0
+
+    def predict_chunk(self, obs):
+        self.calls += 1
+        return np.stack([np.full((8, 4), self.calls + 10.0 * i, np.float32) for i in range(len(obs["task"]))])
+
+
+def test_lockstep_ensembling_averages_each_envs_live_chunks():
+    obs = {"task": ["a", "b"]}
+    plans = LockstepPlans(BatchTickPolicy(), "ensemble", ensemble_coeff=0.0)  # equal weights
+    actions = [plans.select_action(obs) for _ in range(9)]
+    assert plans.policy.calls == 3  # a chunk every n_action_steps ticks
+    np.testing.assert_array_equal(actions[0][:, 0], [1, 11])  # only the first chunk is live
+    np.testing.assert_array_equal(actions[4][:, 0], [1.5, 11.5])  # chunks 1 and 2 overlap at ticks 4..7
+    np.testing.assert_array_equal(actions[8][:, 0], [2.5, 12.5])  # chunks 2 and 3 at ticks 8..11
+    plans.reset()
+    np.testing.assert_array_equal(plans.select_action(obs)[:, 0], [1, 11])  # a new episode starts afresh
+    with pytest.raises(ValueError, match="naive or ensemble, got 'prefix'"):
+        LockstepPlans(BatchTickPolicy(), "prefix")
+
+
+def test_lockstep_naive_chunking_is_the_policys_own_replanning():
+    obs = batch_observation(SCHEMA.fake_observation(task="close it"))
+    own, planned = make_policy(decoding="parallel"), LockstepPlans(make_policy(decoding="parallel"), "naive")
+    for _ in range(6):
+        np.testing.assert_allclose(planned.select_action(obs), own.select_action(obs), atol=1e-6)
 
 
 class TickPolicy:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vla.envs import make_env, resolve_tasks
 from vla.plots import plot_success
+from vla.runtime.chunking import LockstepPlans
 from vla.schema import TASK_KEY, Schema
 
 DEFAULT_EVAL_SEED = 100_000  # recorded demos use small seeds; evaluation starts far from them
@@ -40,6 +41,10 @@ class EvalConfig:
     n_action_steps: int | None = None  # override how many actions of each chunk run before replanning
     decode: str | None = None  # override the checkpoint's: "expected" or "argmax"
     argmax_dims: list[int] | None = None  # override the dimensions decoded by their likeliest bin ([3]: the gripper)
+    # How chunks become one action per tick: "naive" runs each chunk's first n_action_steps actions; "ensemble"
+    # averages every live chunk's action for the tick (ACT's temporal ensembling; vla/runtime/chunking.py).
+    chunking: str = "naive"
+    ensemble_coeff: float = 0.01
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.batch_envs < 1:
@@ -50,6 +55,8 @@ class EvalConfig:
             if getattr(self, name) not in (None, *allowed):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         check_action_indices("argmax_dims", self.argmax_dims or [])
+        if self.chunking not in ("naive", "ensemble"):
+            raise ValueError(f"chunking must be naive or ensemble, got {self.chunking!r}")
 
 
 def stack_observations(observations: list[dict]) -> dict:
@@ -156,6 +163,8 @@ def load_for_evaluation(cfg: EvalConfig) -> tuple:
 
     policy = override_decoding(load_policy(cfg.checkpoint, device=cfg.device), cfg.decoding, cfg.n_action_steps,
                                str(cfg.checkpoint), cfg.decode, cfg.argmax_dims)
+    if cfg.chunking != "naive":
+        policy = LockstepPlans(policy, cfg.chunking, cfg.ensemble_coeff)
     trained = policy.meta.get("env_tasks", [])
     tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
     if not tasks:
@@ -179,8 +188,8 @@ def evaluate_checkpoint(cfg: EvalConfig, loaded: tuple | None = None) -> dict:
         policy, tasks, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.batch_envs,
         policy.schema, out=out, video=cfg.video,
     )
-    is_vla = isinstance(policy, VLAPolicy)
-    results.update(checkpoint=str(cfg.checkpoint), n_action_steps=policy.n_action_steps,
+    is_vla = isinstance(policy.policy if isinstance(policy, LockstepPlans) else policy, VLAPolicy)
+    results.update(checkpoint=str(cfg.checkpoint), n_action_steps=policy.n_action_steps, chunking=cfg.chunking,
                    **{k: getattr(policy.cfg, k) if is_vla else None for k in ("decoding", "decode", "argmax_dims")})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_success(results, out / "success.png", title=f"{Path(cfg.checkpoint).name}: success rate")

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vla.schema import TASK_KEY
+
 METHODS = ("naive", "prefix", "ensemble")
 
 
@@ -87,3 +89,35 @@ class ChunkPlan:
 
     def reset(self) -> None:
         self.chunks = []
+
+
+class LockstepPlans:
+    """A batched policy acting through one ChunkPlan per env with no latency (d = 0), as evaluation runs it:
+    a chunk for the whole batch every `n_action_steps` ticks, each env's action for the tick from its own plan.
+    With `naive` this is the policy's own `select_action`; with `ensemble` every live chunk's prediction for the
+    tick is averaged (ACT's temporal ensembling), H / s chunks deep, at the cost of decoding whole chunks."""
+
+    def __init__(self, policy, method: str, ensemble_coeff: float = 0.01):
+        if method not in ("naive", "ensemble"):  # prefix with no latency has nothing to condition on: naive
+            raise ValueError(f"lockstep chunking must be naive or ensemble, got {method!r}")
+        self.policy, self.method, self.ensemble_coeff = policy, method, ensemble_coeff
+        self.plans: list[ChunkPlan] = []
+        self.tick = 0
+
+    def __getattr__(self, name: str):  # schema, meta, chunk_size, n_action_steps, predict_chunk: the policy's
+        return getattr(self.policy, name)
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self.plans, self.tick = [], 0
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        if not self.plans:
+            self.plans = [ChunkPlan(self.method, self.policy.chunk_size, self.policy.n_action_steps,
+                                    self.ensemble_coeff) for _ in range(len(obs[TASK_KEY]))]
+        if self.plans[0].wants_chunk(self.tick, 0):  # every env's plan is on the same schedule
+            for plan, chunk in zip(self.plans, self.policy.predict_chunk(obs), strict=True):
+                plan.add(chunk, self.tick, self.tick)
+        actions = np.stack([plan.action(self.tick) for plan in self.plans])
+        self.tick += 1
+        return actions
