@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
+from vla.runtime.chunking import LOCKSTEP_METHODS
 
 
 class Progress:
@@ -90,7 +91,7 @@ def add_decoding_options(parser) -> None:
                         help="evaluate with these action dimensions decoded by their likeliest bin instead of the "
                              "checkpoint's (3: the gripper; none: every one by expected value), kept apart in "
                              "DIR/eval[-<decoding>]-argmax<dims> (DIR/eval[-<decoding>]-expected)")
-    parser.add_argument("--chunking", choices=("naive", "ensemble"), default="naive",
+    parser.add_argument("--chunking", choices=LOCKSTEP_METHODS, default="naive",
                         help="ensemble: average every live chunk's action for each tick (ACT's temporal ensembling), "
                              "kept apart in DIR/eval...-ensemble")
 
@@ -117,14 +118,12 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     `chunking` is vla.evaluate.EvalConfig's. -> task -> vla.evaluate's per-task result."""
     from vla.evaluate import evaluate_policy, override_decoding
     from vla.policies.registry import load_policy
-    from vla.runtime.chunking import LockstepPlans
+    from vla.runtime.chunking import lockstep
 
     policy = load_policy(checkpoint)
     own = {k: getattr(policy.cfg, k) for k in ("decoding", "argmax_dims")} if hasattr(policy, "cfg") else {}
     folder = eval_folder(out, own, decoding, argmax_dims, chunking)
-    policy = override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims)
-    if chunking != "naive":
-        policy = LockstepPlans(policy, chunking)
+    policy = lockstep(override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims), chunking)
     folder.mkdir(exist_ok=True)
     results = {}
     for task in tasks:

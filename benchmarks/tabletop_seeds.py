@@ -26,6 +26,7 @@ from tabletop import SPLITS
 from vla.envs import get_suite
 from vla.envs.tabletop.env import parse_task
 from vla.model.vla_model import DECODING
+from vla.runtime.chunking import LOCKSTEP_METHODS
 
 OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
 
@@ -116,7 +117,7 @@ def main() -> None:
                         help="read the evaluations `tabletop.py --decoding` wrote (default: the checkpoints' own)")
     parser.add_argument("--argmax-dims", type=int, nargs="*", default=None,
                         help="read the evaluations `tabletop.py --argmax-dims` wrote")
-    parser.add_argument("--chunking", choices=("naive", "ensemble"), default="naive",
+    parser.add_argument("--chunking", choices=LOCKSTEP_METHODS, default="naive",
                         help="read the evaluations `tabletop.py --chunking` wrote")
     args = parser.parse_args()
     try:

@@ -21,7 +21,7 @@ CASES = [
     ("vla.cli.serve", ["checkpoint=."], "checkpoint .: no config.json, so not a checkpoint directory"),
     ("vla.cli.robot", ["policy=."], "policy checkpoint .: no config.json, so not a checkpoint directory"),
     ("vla.cli.evaluate", ["decoding=beam"], "decoding must be one of ('autoregressive', 'parallel'), got 'beam'"),
-    ("vla.cli.evaluate", ["chunking=prefix"], "chunking must be naive or ensemble, got 'prefix'"),
+    ("vla.cli.evaluate", ["chunking=prefix"], "chunking must be one of ('naive', 'ensemble'), got 'prefix'"),
     ("vla.cli.evaluate", ["argmax_dims=[3,3]"], "argmax_dims must be distinct action indices >= 0, got [3, 3]"),
     ("vla.cli.demo", ["tasks=[drawer-close-v9]"], "unknown task or task group 'drawer-close-v9'"),
     ("vla.cli.demo", ["cameras=[wrist]"], "metaworld renders cameras ['corner2', 'gripperPOV'"),

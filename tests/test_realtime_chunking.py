@@ -109,7 +109,7 @@ def test_lockstep_ensembling_averages_each_envs_live_chunks():
     np.testing.assert_array_equal(actions[8][:, 0], [2.5, 12.5])  # chunks 2 and 3 at ticks 8..11
     plans.reset()
     np.testing.assert_array_equal(plans.select_action(obs)[:, 0], [1, 11])  # a new episode starts afresh
-    with pytest.raises(ValueError, match="naive or ensemble, got 'prefix'"):
+    with pytest.raises(ValueError, match=r"one of \('naive', 'ensemble'\), got 'prefix'"):
         LockstepPlans(BatchTickPolicy(), "prefix")
 
 

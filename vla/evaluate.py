@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from vla.envs import make_env, resolve_tasks
 from vla.plots import plot_success
-from vla.runtime.chunking import LockstepPlans
+from vla.runtime.chunking import LockstepPlans, check_lockstep_method, lockstep
 from vla.schema import TASK_KEY, Schema
 
 DEFAULT_EVAL_SEED = 100_000  # recorded demos use small seeds; evaluation starts far from them
@@ -55,8 +55,7 @@ class EvalConfig:
             if getattr(self, name) not in (None, *allowed):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         check_action_indices("argmax_dims", self.argmax_dims or [])
-        if self.chunking not in ("naive", "ensemble"):
-            raise ValueError(f"chunking must be naive or ensemble, got {self.chunking!r}")
+        check_lockstep_method(self.chunking)
 
 
 def stack_observations(observations: list[dict]) -> dict:
@@ -163,8 +162,7 @@ def load_for_evaluation(cfg: EvalConfig) -> tuple:
 
     policy = override_decoding(load_policy(cfg.checkpoint, device=cfg.device), cfg.decoding, cfg.n_action_steps,
                                str(cfg.checkpoint), cfg.decode, cfg.argmax_dims)
-    if cfg.chunking != "naive":
-        policy = LockstepPlans(policy, cfg.chunking, cfg.ensemble_coeff)
+    policy = lockstep(policy, cfg.chunking, cfg.ensemble_coeff)
     trained = policy.meta.get("env_tasks", [])
     tasks = resolve_tasks(list(cfg.tasks)) if cfg.tasks else trained
     if not tasks:

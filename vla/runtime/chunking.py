@@ -27,6 +27,7 @@ import numpy as np
 from vla.schema import TASK_KEY
 
 METHODS = ("naive", "prefix", "ensemble")
+LOCKSTEP_METHODS = ("naive", "ensemble")  # with no latency, a prefix has nothing to condition on: it is naive
 
 
 class ChunkPlan:
@@ -98,8 +99,7 @@ class LockstepPlans:
     tick is averaged (ACT's temporal ensembling), H / s chunks deep, at the cost of decoding whole chunks."""
 
     def __init__(self, policy, method: str, ensemble_coeff: float = 0.01):
-        if method not in ("naive", "ensemble"):  # prefix with no latency has nothing to condition on: naive
-            raise ValueError(f"lockstep chunking must be naive or ensemble, got {method!r}")
+        check_lockstep_method(method)
         self.policy, self.method, self.ensemble_coeff = policy, method, ensemble_coeff
         self.plans: list[ChunkPlan] = []
         self.tick = 0
@@ -121,3 +121,14 @@ class LockstepPlans:
         actions = np.stack([plan.action(self.tick) for plan in self.plans])
         self.tick += 1
         return actions
+
+
+def check_lockstep_method(method: str) -> None:
+    if method not in LOCKSTEP_METHODS:
+        raise ValueError(f"chunking must be one of {LOCKSTEP_METHODS}, got {method!r}")
+
+
+def lockstep(policy, method: str, ensemble_coeff: float = 0.01):
+    """The policy as lockstep evaluation runs it with `method`: itself where that is naive (its own replanning
+    decodes only the actions it runs), else through LockstepPlans."""
+    return policy if method == "naive" else LockstepPlans(policy, method, ensemble_coeff)
