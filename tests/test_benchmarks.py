@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import TINY_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,3 +199,19 @@ assert EmbeddedBackbone.compiled_parts(Fake()) == ["the language model"]
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_tabletop_records_more_demonstrations_of_the_skills_asked_and_refuses_a_bad_count(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from stages import Progress, record_stage
+    from tabletop import demos_per_skill
+
+    assert demos_per_skill(400, ["lift=600", "place=600"]) == {"touch": 400, "push": 400, "lift": 600, "place": 600}
+    for bad in ("hoist=600", "lift=0", "lift"):
+        with pytest.raises(ValueError, match="SKILL=N"):
+            demos_per_skill(400, [bad])
+    _, report = record_stage(tmp_path, ["tabletop-touch", "tabletop-lift"], 1, TINY_IMAGE, Progress(tmp_path),
+                             demos_for={"tabletop-lift": 2})
+    assert {t: r["kept"] for t, r in report["tasks"].items()} == {"tabletop-touch": 1, "tabletop-lift": 2}
+    assert report["episodes"] == 3  # the store's count, after both parts
+    assert json.loads((tmp_path / "record_report.json").read_text())["tasks"] == report["tasks"]
