@@ -37,8 +37,8 @@ def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progr
                  demos_for: dict[str, int] | None = None) -> tuple[Path, dict]:
     """`demos` successful expert demonstrations per task into out/demos.zarr, or `demos_for[task]` where it names
     the task (with `action_noise`, DART's, and `start_noise`, the hand's start drawn per episode:
-    vla.record.RecordConfig); -> (store, record report), the report also saved as out/record_report.json. Tasks
-    asked for more demonstrations are recorded after the others, each continuing from its seeds so far."""
+    vla.record.RecordConfig); -> (store, record report), the report also saved as out/record_report.json. Tasks are
+    recorded in order of their counts, fewest first, each continuing from its seeds so far."""
     from vla.record import RecordConfig, print_report, record
 
     store, t0 = out / "demos.zarr", time.perf_counter()
