@@ -108,6 +108,23 @@ def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int]
     return decoding or own["decoding"], own.get("argmax_dims", []) if argmax_dims is None else list(argmax_dims)
 
 
+def checkpoint_settings(checkpoint: Path) -> dict[str, dict]:
+    """{"model": ..., "train": ...}: a checkpoint's model and training configs, each with the defaults of fields
+    added since it was trained filled in, so that a checkpoint predating a field compares equal to one at its
+    default."""
+    from dataclasses import MISSING, asdict, fields
+
+    from vla.model.vla_model import VLAConfig
+    from vla.policies.vla_policy import PREDATING_DEFAULTS
+    from vla.train import TrainConfig
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    train_defaults = {f.name: f.default_factory() if f.default is MISSING else f.default
+                      for f in fields(TrainConfig) if f.name != "model"}
+    train = train_defaults | {k: v for k, v in config["meta"]["train_config"].items() if k != "model"}
+    return {"model": asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), "train": train}
+
+
 def describe_decoding(results: dict) -> str:
     """How a benchmark's results were decoded, from their `decoding`, `argmax_dims` and `chunking` (naive where
     results predate it)."""

@@ -3,6 +3,8 @@ same policy, data and schedule that differ only in `--set seed=K`, side by side.
 
     python benchmarks/tabletop_seeds.py --runs runs/s22/tabletop_fast runs/s22/tabletop_seed1 --out DIR
 
+Each of --runs is a run's folder or the DIR/results.json it wrote (which keeps the run's settings and every
+episode's success, so a run compares once only its results are kept, as in benchmarks/results).
 It trains nothing: it reads each run's evaluation (RUN/eval/<task>.json, or RUN/eval-D/ with `--decoding D` where D is
 not the run's own, with `-argmax3` added for `--argmax-dims 3` and `-ensemble` for `--chunking ensemble`) and its
 final checkpoint's training config, refuses runs whose model or training settings differ in more than the seed (and
@@ -17,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, fields
 from pathlib import Path
 
-from stages import eval_folder
+from stages import checkpoint_settings, describe_decoding, eval_folder
 from tabletop import SPLITS
 
 from vla.envs import get_suite
@@ -32,37 +33,56 @@ OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the 
 
 
 def settings(run: Path) -> tuple[dict, dict]:
-    """-> (model config, training config), each with the defaults of fields added since the run was trained
-    filled in, so that a checkpoint predating a field compares equal to one at its default."""
-    from vla.model.vla_model import VLAConfig
-    from vla.policies.vla_policy import PREDATING_DEFAULTS
-    from vla.train import TrainConfig, latest_checkpoint
+    """-> (model config, training config) of a run's final checkpoint (stages.checkpoint_settings)."""
+    from vla.train import latest_checkpoint
 
     checkpoint = latest_checkpoint(run / "train")
     if checkpoint is None:
         raise FileNotFoundError(f"{run}: no training checkpoint under train/checkpoints")
-    config = json.loads((checkpoint / "config.json").read_text())
-    train_defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "model"}
-    train = train_defaults | {k: v for k, v in config["meta"]["train_config"].items() if k != "model"}
-    return asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), train
+    both = checkpoint_settings(checkpoint)
+    return both["model"], both["train"]
+
+
+def by_split(successes: dict[str, list[bool]]) -> dict[str, dict[str, list[bool]]]:
+    """split -> skill -> per-episode successes, for the splits whose every task is in `successes` (task -> ...)."""
+    groups = get_suite("tabletop").groups()
+    return {split: {parse_task(t)[0]: successes[t] for t in groups[group]}
+            for split, group in SPLITS.items() if all(t in successes for t in groups[group])}
 
 
 def evaluated(run: Path, own: dict, decoding: str | None = None, argmax_dims: list[int] | None = None,
               chunking: str = "naive") -> dict[str, dict[str, list[bool]]]:
-    """split -> skill -> per-episode successes, for the splits whose every skill is evaluated (with `decoding`
-    and `argmax_dims` where they override the checkpoint's own: `tabletop.py --decoding --argmax-dims`)."""
-    groups, out = get_suite("tabletop").groups(), {}
-    for split, group in SPLITS.items():
-        folder = eval_folder(run, own, decoding, argmax_dims, chunking)
-        files = {parse_task(t)[0]: folder / f"{t}.json" for t in groups[group]}
-        if all(f.is_file() for f in files.values()):
-            out[split] = {skill: json.loads(f.read_text())["successes"] for skill, f in files.items()}
-    return out
+    """by_split of a run's evaluations (with `decoding` and `argmax_dims` where they override the checkpoint's
+    own: `tabletop.py --decoding --argmax-dims`)."""
+    folder = eval_folder(run, own, decoding, argmax_dims, chunking)
+    return by_split({f.stem: json.loads(f.read_text())["successes"] for f in folder.glob("tabletop-*.json")})
+
+
+def load(run: Path, decoding: str | None = None, argmax_dims: list[int] | None = None,
+         chunking: str = "naive") -> tuple[tuple[dict, dict], dict[str, dict[str, list[bool]]]]:
+    """-> ((model config, training config), by_split successes) of a tabletop.py run: its folder, or the
+    DIR/results.json it wrote, which keeps both (`settings`, `successes`), so a run still compares once its
+    folder is gone and only its results are kept (benchmarks/results)."""
+    if not run.is_file():
+        own = settings(run)
+        return own, evaluated(run, own[0], decoding, argmax_dims, chunking)
+    results = json.loads(run.read_text())
+    missing = [key for key in ("settings", "successes") if key not in results]
+    if missing:
+        raise ValueError(f"{run}: no {' or '.join(missing)} key (results written before tabletop.py kept them); "
+                         "pass the run's folder instead")
+    model, train = results["settings"]["model"], results["settings"]["train"]
+    asked = {"decoding": decoding or model["decoding"], "chunking": chunking,
+             "argmax_dims": model["argmax_dims"] if argmax_dims is None else list(argmax_dims)}
+    if any(results.get(key, "naive") != value for key, value in asked.items()):  # chunking: naive where it predates
+        raise ValueError(f"{run} was evaluated with {describe_decoding(results)}, not {describe_decoding(asked)}")
+    return (model, train), by_split(results["successes"])
 
 
 def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int] | None = None,
             chunking: str = "naive") -> dict:
-    configs = {str(r): settings(r) for r in runs}
+    loaded = {str(r): load(r, decoding, argmax_dims, chunking) for r in runs}
+    configs = {run: own for run, (own, _) in loaded.items()}
     model0, train0 = configs[str(runs[0])]
     # training does not depend on the decoding: with one asked for, checkpoints saved with either compare
     same_weights = (("decoding",) if decoding else ()) + (("argmax_dims",) if argmax_dims is not None else ())
@@ -73,7 +93,7 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    results = {str(r): evaluated(r, configs[str(r)][0], decoding, argmax_dims, chunking) for r in runs}
+    results = {run: successes for run, (_, successes) in loaded.items()}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task
     n = {s: min(len(v) for per in results.values() for v in per[s].values()) for s in splits}

@@ -1,6 +1,7 @@
 """The MT benchmark on a tiny configuration: killed in the middle of training, rerun, it resumes."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -177,6 +178,44 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
         assert done.returncode == 0, done.stderr[-2000:]
         report = json.loads((tmp_path / "out" / "results.json").read_text())
         assert [r["splits"]["seen"] for r in report["runs"].values()] == seen_rates, argmax_dims
+
+
+def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_is_gone(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from argparse import Namespace
+
+    from stages import Progress
+    from tabletop import SPLITS, summarize
+
+    from vla.envs import get_suite
+
+    groups = get_suite("tabletop").groups()
+    tasks = [t for group in SPLITS.values() for t in groups[group]]
+    _fake_tabletop_run(tmp_path / "a", 0, {t: [True, False] for t in tasks})
+    _fake_tabletop_run(tmp_path / "b", 1, {})
+    args = Namespace(action_noise=0.0, demos_per_skill={}, steps=10, chunking="naive", decoding=None, argmax_dims=None)
+    experts = {"tasks": {f"tabletop-{skill}": {"expert_success": 1.0} for skill in ("touch", "push", "lift", "place")}}
+    per_task = {t: {"successes": [True, True], "success_rate": 1.0} for t in tasks}
+    results = summarize(args, experts, per_task, Progress(tmp_path / "b"),
+                        tmp_path / "b" / "train" / "checkpoints" / "step_000010")
+    saved = tmp_path / "b_results.json"
+    saved.write_text(json.dumps(results))
+    shutil.rmtree(tmp_path / "b")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
+           str(tmp_path / "a"), str(saved)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(report["splits"]) == list(SPLITS)
+    assert [r["seed"] for r in report["runs"].values()] == [0, 1]
+    assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.5, 1.0]
+    # saved results hold one decoding's episodes: another is refused, naming the file and what it holds
+    refused = subprocess.run(cmd + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
+                             check=False)
+    assert refused.returncode == 2 and f"{saved} was evaluated with parallel decoding" in refused.stderr
+    saved.write_text(json.dumps({k: v for k, v in results.items() if k != "settings"}))  # written before it kept them
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 2 and "no settings key" in refused.stderr
 
 
 def test_tabletop_train_speed_rows_undo_the_levers_they_name():
