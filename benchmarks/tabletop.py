@@ -138,7 +138,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--demos", type=int, default=400, help="successful demonstrations per skill")
     # 600 lift and place: their misses were most of the default's with 400 of each, and two training seeds on 600
     # of each scored seen 95% and 98%, held-out compositions 77% and 67%, against 92%, 83%, 68% and 63% for the same
-    # seeds on 400 (README, tabletop; sessions 39 and 40). Recording them takes ~12 min more; training is the same.
+    # seeds on 400 (README, tabletop; sessions 39 and 40). Recording them took 7.6 min more (session 39); training
+    # is the same 10,000 steps.
     parser.add_argument("--skill-demos", nargs="*", default=["lift=600", "place=600"], metavar="SKILL=N",
                         help="more (or fewer) demonstrations of these skills than --demos (default: %(default)s; "
                              "none listed: --demos of every skill)")
