@@ -4,6 +4,8 @@ Scenes of one split (seeds 50000+, outside training and evaluation), first frame
 grasp point (lift, place: the keyframe) or end point (touch, push: the final state) is nearer the named object than
 any other, and its median distance to it. On heldout-compositions, also split by the kind of pair held out: one
 no training scene shows ("everywhere") or one only this skill never trained on as its target ("this skill").
+For place, also split by whether the pad's color is an object's too, with the object the point is nearest then
+(session 40: where a held-out pair's bigram is untrained, the pad's color word pulls the point to that object).
 
 Usage: keypoint_head_check.py SCENES_PER_SKILL SPLIT RUN_DIR...   (SPLIT: seen, heldout-compositions, ...)
 """
@@ -26,7 +28,8 @@ for skill in SKILLS:
         obs, _ = env.reset(seed=seed)
         xy = np.array([o.xy for o in env.scene.objects], np.float32)
         kind = "everywhere" if (env.goal.color, env.goal.shape) in HELDOUT_PAIRS else "this skill"
-        rows.append((obs, xy, env.target_index, kind))
+        pad_colored = [i for i, o in enumerate(env.scene.objects) if o.color == env.goal.pad and i != env.target_index]
+        rows.append((obs, xy, env.target_index, kind, pad_colored))
     scenes[skill] = rows
     env.close()
 for run in sys.argv[3:]:
@@ -46,6 +49,13 @@ for run in sys.argv[3:]:
         d = np.stack([np.linalg.norm(r[1] - p, axis=1) for r, p in zip(rows, point)])
         named = np.array([d[i, r[2]] < np.delete(d[i], r[2]).min() for i, r in enumerate(rows)])
         out[skill] = (named.mean(), np.median([d[i, r[2]] for i, r in enumerate(rows)]))
+        if skill == "place":
+            nearest = d.argmin(1)
+            for clash in (True, False):
+                picked = [(nearest[i] == r[2], nearest[i] in r[4]) for i, r in enumerate(rows) if bool(r[4]) == clash]
+                print(f"  place, the pad's color {'also' if clash else 'not'} an object's: {len(picked)} scenes, "
+                      f"nearest the named object in {sum(n for n, _ in picked)}"
+                      + (f", the pad-colored one in {sum(c for _, c in picked)}" if clash else ""), flush=True)
         if split == "heldout-compositions":
             kinds = np.array([r[3] for r in rows])
             print(f"  {skill}: " + ", ".join(f"held out {k} {named[kinds == k].mean():.0%} of {(kinds == k).sum()}"
