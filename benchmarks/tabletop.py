@@ -94,7 +94,7 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s,
             # enough for tabletop_seeds.py to compare this run with others once its folder is gone
             "settings": checkpoint_settings(checkpoint),
-            "successes": {t: per_task[t]["successes"] for group in SPLITS.values() for t in groups[group]}}
+            "successes": {task: r["successes"] for task, r in per_task.items()}}
 
 
 def print_tables(results: dict) -> None:
