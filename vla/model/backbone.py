@@ -127,7 +127,9 @@ class BackboneConfig:
     # The FiLM's positional unigrams (InstructionFiLM): each word also says where in the instruction it stands,
     # so that a color's role (the object's, the pad's) is known without the hashed bigram a held-out pair lacks.
     # On the tabletop (README) seed 0 reached 72% on held-out compositions (place 40%) against the default's 67%
-    # (27%); seed 1 lost its grasps to autoregressive decoding (33%). Off until more seeds say it pays.
+    # (27%); seed 1 lost its grasps to autoregressive decoding (33%). On 600 lift and place demonstrations (seed 1)
+    # it picked the pad-colored object less but lost the pairs no training scene shows on every skill: 52% against
+    # 67%. Off.
     film_positional: bool = False
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
