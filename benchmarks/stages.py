@@ -109,20 +109,25 @@ def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int]
 
 
 def checkpoint_settings(checkpoint: Path) -> dict[str, dict]:
-    """{"model": ..., "train": ...}: a checkpoint's model and training configs, each with the defaults of fields
-    added since it was trained filled in, so that a checkpoint predating a field compares equal to one at its
-    default."""
+    """{"model": ..., "train": ...}: a checkpoint's model and training configs, filled as `fill_settings` does."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    return fill_settings(config["config"], config["meta"]["train_config"])
+
+
+def fill_settings(model: dict, train: dict) -> dict[str, dict]:
+    """{"model": ..., "train": ...}: model and training configs (a checkpoint's, or as a results file kept them)
+    with the defaults of fields added since filled in, so that a run predating a field compares equal to one at
+    its default."""
     from dataclasses import MISSING, asdict, fields
 
     from vla.model.vla_model import VLAConfig
     from vla.policies.vla_policy import PREDATING_DEFAULTS
     from vla.train import TrainConfig
 
-    config = json.loads((checkpoint / "config.json").read_text())
     train_defaults = {f.name: f.default_factory() if f.default is MISSING else f.default
                       for f in fields(TrainConfig) if f.name != "model"}
-    train = train_defaults | {k: v for k, v in config["meta"]["train_config"].items() if k != "model"}
-    return {"model": asdict(VLAConfig(**(PREDATING_DEFAULTS | config["config"]))), "train": train}
+    return {"model": asdict(VLAConfig(**(PREDATING_DEFAULTS | model))),
+            "train": train_defaults | {k: v for k, v in train.items() if k != "model"}}
 
 
 def describe_decoding(results: dict) -> str:

@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stages import checkpoint_settings, describe_decoding, eval_folder
+from stages import checkpoint_settings, describe_decoding, eval_folder, fill_settings
 from tabletop import SPLITS
 
 from vla.envs import get_suite
@@ -71,7 +71,8 @@ def load(run: Path, decoding: str | None = None, argmax_dims: list[int] | None =
     if missing:
         raise ValueError(f"{run}: no {' or '.join(missing)} key (results written before tabletop.py kept them); "
                          "pass the run's folder instead")
-    model, train = results["settings"]["model"], results["settings"]["train"]
+    filled = fill_settings(results["settings"]["model"], results["settings"]["train"])  # fields added since
+    model, train = filled["model"], filled["train"]
     asked = {"decoding": decoding or model["decoding"], "chunking": chunking,
              "argmax_dims": model["argmax_dims"] if argmax_dims is None else list(argmax_dims)}
     if any(results.get(key, "naive") != value for key, value in asked.items()):  # chunking: naive where it predates

@@ -1,20 +1,27 @@
 """Training steps/s of the tabletop benchmark's policy (benchmarks/tabletop.py's POLICY, compiled as any run of
-1000 steps or more is): as it trained before session 37 against now, each lever added in turn, in one run on the
-same demonstrations, seeds and batches.
+1000 steps or more is): as it trained before session 37 against now, each lever added in turn, and the levers
+that would make its step cheaper by training something else, in one run on the same demonstrations, seeds and
+batches.
 
     python benchmarks/tabletop_train_speed.py --out runs/tabletop_train_speed [--steps 100] [--demos 20] [--rounds 3]
+        [--rows before compiled kept now head16 width24 head16_width24]
 
 - before: the FiLM CNNs eager (only the language model compiled) and glibc's malloc as it comes;
-- + compiled FiLM CNNs: `EmbeddedBackbone.compiled_parts` includes them;
-- + freed memory kept (now): `vla.cpu_memory.keep_freed_memory` at the start of CPU training.
+- compiled: + compiled FiLM CNNs (`EmbeddedBackbone.compiled_parts` includes them);
+- kept: + freed memory kept (`vla.cpu_memory.keep_freed_memory` at the start of CPU training);
+- now: + the CNNs compiled for any batch size (`embedded.mark_batch_dynamic`), not specialized to 32;
+- head16, width24, head16_width24: now, with the keypoint head's first frames 16 a step instead of the batch's 32
+  (`model.final_state_batch=16`) and/or each FiLM CNN 24 channels wide instead of 32
+  (`model.backbone.film_cnn_width=24`). These train a different model: their success is the tabletop benchmark's
+  to measure, not this script's.
 
-The "before" rows run the trainer with today's code with those two undone in its process (the first two lines of
-`BEFORE`), so nothing else differs. Rounds are interleaved and each row's rate is the median of its rounds, as in
+The rows before "now" run the trainer with today's code with the later levers undone in its process (the setup
+code of `ROWS`), so nothing else differs. Rounds are interleaved and each row's rate is the median of its rounds, as in
 benchmarks/train_speed.py (a shared 2-core machine drifts). Nothing else may run on the machine while it measures.
 The demonstrations are `--demos` expert episodes per tabletop skill (DIR/demos.zarr, recorded once, then reused).
 
 Writes DIR/results.json ({"configs": {name: {"samples_per_s", "s_per_step", "loss_at_equal_samples", ...}},
-"speedup": now over before}) and DIR/tabletop_train_speed.png.
+"speedup": now over before, where both were measured}) and DIR/tabletop_train_speed.png.
 """
 
 from __future__ import annotations
@@ -32,9 +39,16 @@ from train_speed import BATCH_SIZE, check_rounds, measure, median_of_rounds, rec
 EAGER_CNNS = ("from vla.model.families.embedded import EmbeddedBackbone\n"
               "EmbeddedBackbone.compiled_parts = lambda self: [self.model.model]\n")
 GLIBC_DEFAULTS = "import vla.train\nvla.train.keep_freed_memory = lambda: False\n"
-BEFORE = "before (CNNs eager, glibc malloc as it comes)"
-NOW = "+ freed memory kept (now)"
-CONFIGS = {BEFORE: EAGER_CNNS + GLIBC_DEFAULTS, "+ compiled FiLM CNNs": GLIBC_DEFAULTS, NOW: ""}
+STATIC_CNNS = "from vla.model.families import embedded\nembedded.mark_batch_dynamic = lambda *tensors: None\n"
+HEAD16, WIDTH24 = ["model.final_state_batch=16"], ["model.backbone.film_cnn_width=24"]
+# --rows key: (name, setup code, vla-train overrides beyond the policy's)
+ROWS = {"before": ("before (CNNs eager, glibc malloc as it comes)", EAGER_CNNS + GLIBC_DEFAULTS + STATIC_CNNS, []),
+        "compiled": ("+ compiled FiLM CNNs", GLIBC_DEFAULTS + STATIC_CNNS, []),
+        "kept": ("+ freed memory kept", STATIC_CNNS, []),
+        "now": ("+ the CNNs' batch dynamic (now)", "", []),
+        "head16": ("now, head on 16 first frames a step", "", HEAD16),
+        "width24": ("now, CNNs 24 channels wide", "", WIDTH24),
+        "head16_width24": ("now, both", "", HEAD16 + WIDTH24)}
 TRAINER = "{}import sys\nfrom vla.cli.train import main\nsys.argv[0] = 'vla-train'\nmain()\n"
 
 
@@ -46,24 +60,31 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=20, help="expert demonstrations per tabletop skill")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of every configuration, interleaved; the median counts")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
+                        help="which configurations to measure, the first the one the others are compared with")
     args = parser.parse_args()
     check_rounds(parser, args)
     store = record_demos(args.out, args.demos, "tabletop")
     overrides = [*POLICY, "compile=true"]
+    rows = {ROWS[key][0]: ROWS[key][1:] for key in dict.fromkeys(args.rows)}
     rounds = []
     for r in range(args.rounds):
-        rounds.append({name: measure(store, args.out / f"run{i}", overrides, args.steps, args.warmup,
-                                     ("-c", TRAINER.format(setup))) for i, (name, setup) in enumerate(CONFIGS.items())})
+        rounds.append({name: measure(store, args.out / f"run{i}", overrides + extra, args.steps, args.warmup,
+                                     ("-c", TRAINER.format(setup)))
+                       for i, (name, (setup, extra)) in enumerate(rows.items())})
         print(f"round {r + 1}: " + ", ".join(f"{row['samples_per_s']:.1f}" for row in rounds[-1].values()), flush=True)
     configs = {name: {**row, "s_per_step": BATCH_SIZE / row["samples_per_s"]}
                for name, row in median_of_rounds(rounds).items()}
-    results = {"configs": configs, "speedup": configs[NOW]["samples_per_s"] / configs[BEFORE]["samples_per_s"],
-               "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "batch_size": BATCH_SIZE,
-               "dataset": str(store), "policy": overrides}
-    print(f"\n{'configuration':<48} {'samples/s':>10} {'s/step':>7} {'x before':>9} {'loss at equal samples':>22}")
+    first = next(iter(configs))
+    results = {"configs": configs, "compared_with": first, "steps": args.steps, "warmup": args.warmup,
+               "rounds": args.rounds, "batch_size": BATCH_SIZE, "dataset": str(store), "policy": overrides}
+    before, now = ROWS["before"][0], ROWS["now"][0]
+    if before in configs and now in configs:
+        results["speedup"] = configs[now]["samples_per_s"] / configs[before]["samples_per_s"]
+    print(f"\n{'configuration':<48} {'samples/s':>10} {'s/step':>7} {'x first':>8} {'loss at equal samples':>22}")
     for name, row in configs.items():
         print(f"{name:<48} {row['samples_per_s']:>10.1f} {row['s_per_step']:>7.3f} "
-              f"{row['samples_per_s'] / configs[BEFORE]['samples_per_s']:>9.2f} {row['loss_at_equal_samples']:>22.4f}")
+              f"{row['samples_per_s'] / configs[first]['samples_per_s']:>8.2f} {row['loss_at_equal_samples']:>22.4f}")
     save(results, args.out, "tabletop_train_speed.png")
 
 

@@ -102,7 +102,8 @@ def save(results: dict, out: Path, png: str) -> None:
     """out/results.json and the plot out/png; prints the speedup and where they are."""
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, out / png)
-    print(f"speedup {results['speedup']:.2f}x; {out / 'results.json'}, {out / png}")
+    speedup = f"speedup {results['speedup']:.2f}x; " if "speedup" in results else ""
+    print(f"{speedup}{out / 'results.json'}, {out / png}")
 
 
 def plot(results: dict, path: Path) -> None:
@@ -113,7 +114,8 @@ def plot(results: dict, path: Path) -> None:
     rates = [results["configs"][n]["samples_per_s"] for n in names]
     bars = ax_rate.barh(names, rates, color="tab:blue")
     ax_rate.bar_label(bars, labels=[f"{r:.0f}" for r in rates])
-    ax_rate.set(xlabel="training samples/s (2 CPU cores)", title=f"speedup {results['speedup']:.2f}x")
+    title = f"speedup {results['speedup']:.2f}x" if "speedup" in results else ""
+    ax_rate.set(xlabel="training samples/s (2 CPU cores)", title=title)
     ax_rate.invert_yaxis()
     for n in names:
         ax_loss.plot(results["configs"][n]["losses"], lw=0.8, label=n)

@@ -327,6 +327,17 @@ def test_film_cnn_makes_the_image_tokens_with_an_instruction_conditioned_cnn_and
     assert len(reloaded_predicts_alike(policy, tmp_path / "ckpt", obs).model.backbone.cnns) == 1
 
 
+def test_film_cnn_width_sets_every_cnns_channels_and_the_checkpoint_keeps_it(tmp_path):
+    policy = tiny_embedded_policy(connector="film_cnn", film_cnn_width=16)
+    backbone = policy.model.backbone
+    assert {conv.out_channels for conv in backbone.cnns[0].convs} == {16}
+    assert backbone.film.table.embedding_dim == 2 * len(backbone.cnns[0].convs) * 16  # the FiLM fits them
+    loaded = reloaded_predicts_alike(policy, tmp_path / "ckpt", observations())
+    assert loaded.model.backbone.cnns[0].width == 16
+    with pytest.raises(ValueError, match="film_cnn_width must be a positive multiple of 8, got 12"):
+        BackboneConfig(connector="film_cnn", film_cnn_width=12)
+
+
 def test_film_only_keeps_the_instruction_out_of_the_prompt_and_in_the_film(tmp_path):
     policy = tiny_embedded_policy(connector="film_cnn", film_only=True)
     model, obs = policy.model, observations()

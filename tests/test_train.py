@@ -121,6 +121,19 @@ def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(
         VLAPolicy.from_pretrained(out)
 
 
+def test_final_state_batch_sets_how_many_first_frames_the_head_learns_from_a_step(tiny_store, tmp_path, monkeypatch):
+    drawn = []
+    get_batch = ChunkDataset.get_batch
+    monkeypatch.setattr(ChunkDataset, "get_batch", lambda self, idx: drawn.append(len(idx)) or get_batch(self, idx))
+    model = tiny_model_config(final_state_weight=1.0, final_state_batch=3)
+    model.backbone.connector = "film_cnn"
+    cfg = config(tiny_store, tmp_path / "run", 2, shift_pixels=0, save_every=2)
+    train(dataclasses.replace(cfg, model=model))
+    assert drawn.count(3) == 2 and drawn.count(cfg.batch_size) >= 2  # each step: its batch and the head's 3
+    with pytest.raises(ValueError, match="final_state_batch must be >= 0"):
+        tiny_model_config(final_state_batch=-1)
+
+
 def test_goal_tokens_are_the_keypoint_heads_prediction_after_the_state(tiny_store, tmp_path):
     """model.goal_tokens: the prompt ends with the keypoint head's predicted final and keyframe states as state
     bins, after the state tokens (which state_dropout masks, not the goals); the policy decodes with them."""

@@ -194,6 +194,7 @@ def train_run(cfg: TrainConfig) -> Path:
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if dataset.in_memory else 2)
     # A keypoint head learns from a batch of episodes' first frames of its own (VLAConfig.final_state_frames).
     anchors = dataset.first_frames(cfg.model.final_state_frames) if "final_state" in core.heads else None
+    head_batch = cfg.model.final_state_batch or cfg.batch_size
     for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         with accelerator.autocast():  # goal_tokens run the keypoint head here: in bf16, about half fp32's time
@@ -202,7 +203,7 @@ def train_run(cfg: TrainConfig) -> Path:
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         first_frames = None
         if anchors is not None:
-            first = dataset.get_batch(np.random.default_rng(gen.initial_seed()).choice(anchors, cfg.batch_size))
+            first = dataset.get_batch(np.random.default_rng(gen.initial_seed()).choice(anchors, head_batch))
             head_prefix = core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY],
                                             head_only=True)
             first_frames = (head_prefix, first[STATE_KEY], first["final_state"], first["keyframe_state"])

@@ -98,6 +98,9 @@ class BackboneConfig:
     # image's resolution, each of its layers FiLM-conditioned on the instruction, then the same keypoints over
     # its 48x48 grid (families/embedded.py; implies film=True).
     connector: str = "shuffle"
+    # connector=film_cnn: each CNN's channels (a multiple of 8, its GroupNorm's groups). Its 3x3 convolutions cost
+    # width squared; they are most of the tabletop's training step (benchmarks/tabletop_train_speed.py).
+    film_cnn_width: int = 32
     # The embedded model's vision tower conditioned on the instruction: after each of its layers, every channel
     # is scaled and shifted by a function of the instruction's words (FiLM; families/embedded.py). False: the
     # image tokens are computed without the words, which only the language model then relates to them.
@@ -167,6 +170,8 @@ class BackboneConfig:
             raise ValueError("film_only needs a FiLM to read the instruction: film=true or connector=film_cnn")
         if self.film_positional and not (self.film or self.connector == "film_cnn"):
             raise ValueError("film_positional is a feature of the FiLM: it needs film=true or connector=film_cnn")
+        if self.film_cnn_width < 8 or self.film_cnn_width % 8:
+            raise ValueError(f"film_cnn_width must be a positive multiple of 8, got {self.film_cnn_width}")
         if self.film_factored_rank < 0:
             raise ValueError(f"film_factored_rank must be >= 0, got {self.film_factored_rank}")
         if self.text_mlp_ratio <= 0:

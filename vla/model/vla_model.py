@@ -99,6 +99,10 @@ class VLAConfig:
     # head trained on every frame, with the state as input, fit its training frames (MSE 0.05) and still guessed
     # 16.4 cm from the named object on new scenes' first frames (session 16).
     final_state_frames: int = 5
+    # How many of those first frames the head learns from each step; 0: the training batch size. Each is one more
+    # pass of the first camera's CNN, forward and backward: a third of the tabletop step's CNN work at batch 32
+    # (benchmarks/tabletop_train_speed.py measures what fewer save).
+    final_state_batch: int = 0
     # The keypoint head also predicts the displacement to the demonstration's first gripper keyframe (where its
     # gripper command first changes: the grasp of a pick; ChunkDataset's keyframe_state), beside the final
     # state. The final state of a place is over the pad, so the final state alone never asks the encoder where
@@ -146,6 +150,8 @@ class VLAConfig:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
         if self.final_state_frames < 1:
             raise ValueError(f"final_state_frames must be >= 1, got {self.final_state_frames}")
+        if self.final_state_batch < 0:
+            raise ValueError(f"final_state_batch must be >= 0 (0: the batch size), got {self.final_state_batch}")
         if self.final_state_keyframe and self.final_state_weight == 0:
             raise ValueError("final_state_keyframe is a target of the keypoint head: it needs final_state_weight > 0")
         if self.goal_tokens and self.final_state_weight == 0:

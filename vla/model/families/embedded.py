@@ -206,6 +206,18 @@ class FilmCNN(torch.nn.Module):
         return self.keypoints.tokens_and_points(x.flatten(2).transpose(1, 2))
 
 
+def mark_batch_dynamic(*tensors: torch.Tensor) -> None:
+    """Compile the FiLM CNNs for any batch size (their first dimension), not for the first one they are called
+    with. Measured (benchmarks/tabletop_train_speed.py, session 41): the tabletop step, whose scene CNN runs on the
+    batch and on as many first frames for the keypoint head, took 0.43 s with the CNNs specialized to batch 32 and
+    0.35 s with the batch dynamic, the same work; a head batch of 31 (which makes torch.compile recompile with the
+    batch dynamic) 0.33 s. Why the static kernels are slower is not measured. Everything else stays static:
+    compiled with dynamic=True, every dimension symbolic, the backward took twice as long."""
+    if not torch.compiler.is_compiling():  # called from eager code around a compiled module
+        for tensor in tensors:
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+
+
 class EmbeddedBackbone(SmolVLMBackbone):
     """The embedded model: SmolVLM's, with the options of an instruction-conditioned vision tower (`film`) or
     an instruction-conditioned CNN in its place (`connector="film_cnn"`)."""
@@ -213,7 +225,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
                  film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
                  bigram_dropout_per: str = "instruction", film_only: bool = False, factored_rank: int = 0,
-                 film_positional: bool = False):
+                 film_positional: bool = False, film_cnn_width: int = 32):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         self.film_only = film_only  # BackboneConfig.film_only: the prompt holds no instruction, the FiLM reads it
         vc, tc = model.config.vision_config, model.config.text_config
@@ -222,8 +234,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
         # through one shared CNN had not found the named object after 750 steps (15 cm) where the scene camera
         # alone had (1 cm); with a CNN each, the wrist keypoints still stopped it (VLAModel's head reads the first
         # camera only).
-        self.cnns = torch.nn.ModuleList(
-            [FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len) for _ in range(n_cameras if film_cnn else 0)])
+        self.cnns = torch.nn.ModuleList([FilmCNN(tc.hidden_size, vc.image_size, self.image_seq_len, film_cnn_width)
+                                         for _ in range(n_cameras if film_cnn else 0)])
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
         self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per,
@@ -261,9 +273,15 @@ class EmbeddedBackbone(SmolVLMBackbone):
     def first_camera_keypoints(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """A prefix's (B, tokens * 2) keypoint coordinates in the first camera, from its FiLM CNN alone (what
         VLAModel's keypoint head reads; the other cameras' CNNs are not run)."""
-        cnn = self.cnns[0]
-        _, points = cnn(inputs["pixel_values"][:, 0], self.film(inputs["instruction_ids"])[..., : cnn.width])
+        _, points = self.run_cnn(0, inputs["pixel_values"], self.film(inputs["instruction_ids"]))
         return points.flatten(1)
+
+    def run_cnn(self, camera: int, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One camera's FilmCNN on (B, n_cams, 3, H, W) pixels with its channels of the (B, n_layers, 2, V) FiLM."""
+        cnn, width = self.cnns[camera], self.cnns[camera].width
+        images, own = pixels[:, camera], film[..., camera * width : (camera + 1) * width]
+        mark_batch_dynamic(images, own)
+        return cnn(images, own)
 
     def compiled_parts(self) -> list[torch.nn.Module]:
         # The whole model, merge included, as benchmarks/train_speed.py measured it: its Llama embedding is not
@@ -279,9 +297,8 @@ class EmbeddedBackbone(SmolVLMBackbone):
         if self.cnns:
             if pixels.shape[1] != len(self.cnns):
                 raise ValueError(f"film_cnn was built for {len(self.cnns)} cameras, got {pixels.shape[1]}")
-            width = self.cnns[0].width
-            features = torch.stack([cnn(pixels[:, c], film[..., c * width : (c + 1) * width])[0]
-                                    for c, cnn in enumerate(self.cnns)], 1)  # (B, n_cams, tokens, hidden)
+            features = torch.stack([self.run_cnn(c, pixels, film)[0] for c in range(len(self.cnns))],
+                                   1)  # (B, n_cams, tokens, hidden)
         else:
             x = pixels.flatten(0, 1)
             film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
@@ -339,7 +356,7 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
                                 bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per,
                                 film_only=cfg.film_only, factored_rank=cfg.film_factored_rank,
-                                film_positional=cfg.film_positional)
+                                film_positional=cfg.film_positional, film_cnn_width=cfg.film_cnn_width)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
