@@ -209,9 +209,9 @@ class FilmCNN(torch.nn.Module):
 def mark_batch_dynamic(*tensors: torch.Tensor) -> None:
     """Compile the FiLM CNNs for any batch size (their first dimension), not for the first one they are called
     with. Measured (benchmarks/tabletop_train_speed.py, session 41): the tabletop step, whose scene CNN runs on the
-    batch and on as many first frames for the keypoint head, took 0.43 s with the CNNs specialized to batch 32 and
-    0.35 s with the batch dynamic, the same work; a head batch of 31 (which makes torch.compile recompile with the
-    batch dynamic) 0.33 s. Why the static kernels are slower is not measured. Everything else stays static:
+    batch and on as many first frames for the keypoint head, took 0.425 s with the CNNs specialized to batch 32 and
+    0.308 s with the batch dynamic, the same work and loss; a head batch of 31 (which makes torch.compile recompile
+    with the batch dynamic) 0.33 s in the profile. Why the static kernels are slower is not measured. Everything else stays static:
     compiled with dynamic=True, every dimension symbolic, the backward took twice as long."""
     if not torch.compiler.is_compiling():  # called from eager code around a compiled module
         for tensor in tensors:
