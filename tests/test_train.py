@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model_config
+from conftest import TINY_IMAGE, tiny_model_config
 from safetensors.torch import load_file, save_file
 
 from vla.cpu_memory import keep_freed_memory
 from vla.datasets.chunk_dataset import ChunkDataset, gripper_keyframes, open_source
+from vla.model.vla_model import VLAModel
 from vla.policies.vla_policy import CheckpointError, VLAPolicy
 from vla.schema import ACTION_KEY, STATE_KEY, TASK_KEY
 from vla.train import TrainConfig, train
@@ -132,6 +133,64 @@ def test_final_state_batch_sets_how_many_first_frames_the_head_learns_from_a_ste
     assert drawn.count(3) == 2 and drawn.count(cfg.batch_size) >= 2  # each step: its batch and the head's 3
     with pytest.raises(ValueError, match="final_state_batch must be >= 0"):
         tiny_model_config(final_state_batch=-1)
+
+
+@pytest.fixture(scope="module")
+def grasp_store(tmp_path_factory):
+    """A real tabletop store with one episode that grasps (lift) and one that never does (touch)."""
+    from vla.record import RecordConfig, record
+
+    out = tmp_path_factory.mktemp("grasp") / "demos.zarr"
+    record(RecordConfig(tasks=["tabletop-touch", "tabletop-lift"], episodes=1, out=str(out), image_size=TINY_IMAGE))
+    return out
+
+
+def test_keyframe_approach_batch_trains_the_keyframe_target_on_the_way_to_the_grasp(grasp_store, tmp_path,
+                                                                                    monkeypatch):
+    """model.keyframe_approach_batch: each step the head also learns, for the keyframe target only, from frames
+    past the first final_state_frames and before each episode's first gripper change."""
+    source = open_source(grasp_store)
+    dataset = ChunkDataset(source, 4)
+    ends = source.episode_ends
+    starts = np.concatenate([[0], ends[:-1]])
+    keyframes = gripper_keyframes(dataset.action, source.schema.action.names, starts, ends)
+    assert keyframes[0] == ends[0] - 1 and keyframes[1] < ends[1] - 1  # touch never grasps, lift does
+    assert dataset.approach_frames(2).tolist() == list(range(starts[1] + 2, keyframes[1]))
+
+    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=True, final_state_batch=3,
+                              keyframe_approach_batch=2)
+    model.backbone.connector = "film_cnn"
+    drawn, loss_rows = [], []
+    get_batch, head_loss = ChunkDataset.get_batch, VLAModel.keypoint_head_loss
+    monkeypatch.setattr(ChunkDataset, "get_batch", lambda self, idx: drawn.append(idx) or get_batch(self, idx))
+    monkeypatch.setattr(VLAModel, "keypoint_head_loss",
+                        lambda self, *a: loss_rows.append(a[-1]) or head_loss(self, *a))
+    cfg = config(grasp_store, tmp_path / "run", 2, shift_pixels=0, save_every=2)
+    train(dataclasses.replace(cfg, model=model))
+    heads = [rows for rows in drawn if len(rows) == 5]
+    assert cfg.batch_size != 5 and len(heads) == 2  # each step: 3 first frames, then 2 on the way to the grasp
+    assert all(set(rows[:3]) <= set(dataset.first_frames(5)) for rows in heads)
+    assert all(set(rows[3:]) <= set(dataset.approach_frames(5)) for rows in heads)
+    assert [known.tolist() for known in loss_rows] == [[True] * 3 + [False] * 2] * 2
+
+    # the final state of an approach frame is no target: changing it leaves the loss as it is
+    policy = VLAPolicy.from_pretrained(tmp_path / "run")
+    batch = dataset.get_batch(dataset.approach_frames(2)[:4])
+    prefix = policy.model.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY],
+                                       head_only=True)
+    known = np.array([True, True, False, False])
+    args = (prefix, batch[STATE_KEY], batch["final_state"], batch["keyframe_state"])
+    with torch.no_grad():
+        loss = policy.model.keypoint_head_loss(*args, known)
+        final = batch["final_state"].copy()
+        final[~known] += 5.0
+        moved = policy.model.keypoint_head_loss(prefix, batch[STATE_KEY], final, batch["keyframe_state"], known)
+        every = policy.model.keypoint_head_loss(*args, np.ones(4, bool))
+        plain = policy.model.keypoint_head_loss(*args)
+    torch.testing.assert_close(loss, moved)
+    torch.testing.assert_close(every, plain)
+    with pytest.raises(ValueError, match="keyframe_approach_batch trains the keyframe target"):
+        tiny_model_config(final_state_weight=1.0, keyframe_approach_batch=2)
 
 
 def test_goal_tokens_are_the_keypoint_heads_prediction_after_the_state(tiny_store, tmp_path):

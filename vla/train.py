@@ -195,6 +195,12 @@ def train_run(cfg: TrainConfig) -> Path:
     # A keypoint head learns from a batch of episodes' first frames of its own (VLAConfig.final_state_frames).
     anchors = dataset.first_frames(cfg.model.final_state_frames) if "final_state" in core.heads else None
     head_batch = cfg.model.final_state_batch or cfg.batch_size
+    approach = None  # and, for the keyframe target only, frames on the way to the grasp (keyframe_approach_batch)
+    if anchors is not None and cfg.model.keyframe_approach_batch:
+        approach = dataset.approach_frames(cfg.model.final_state_frames)
+        if len(approach) == 0:
+            raise ValueError(f"{cfg.dataset}: model.keyframe_approach_batch needs episodes whose gripper changes "
+                             "(a grasp), and no episode's does")
     for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         with accelerator.autocast():  # goal_tokens run the keypoint head here: in bf16, about half fp32's time
@@ -203,10 +209,15 @@ def train_run(cfg: TrainConfig) -> Path:
         mask = torch.from_numpy(np.repeat(~batch["action_is_pad"], tok.action_dim, axis=1))
         first_frames = None
         if anchors is not None:
-            first = dataset.get_batch(np.random.default_rng(gen.initial_seed()).choice(anchors, head_batch))
+            rng = np.random.default_rng(gen.initial_seed())
+            rows = rng.choice(anchors, head_batch)
+            if approach is not None:
+                rows = np.concatenate([rows, rng.choice(approach, cfg.model.keyframe_approach_batch)])
+            first = dataset.get_batch(rows)
             head_prefix = core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY],
                                             head_only=True)
-            first_frames = (head_prefix, first[STATE_KEY], first["final_state"], first["keyframe_state"])
+            first_frames = (head_prefix, first[STATE_KEY], first["final_state"], first["keyframe_state"],
+                            None if approach is None else np.arange(len(rows)) < head_batch)
         with accelerator.autocast():
             result = model(prefix, target=target.to(accelerator.device), target_mask=mask.to(accelerator.device),
                            generator=gen, final_state=batch["final_state"], first_frames=first_frames)

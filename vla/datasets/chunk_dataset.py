@@ -78,12 +78,20 @@ class ChunkDataset(torch.utils.data.Dataset):
         self.episode_end = np.repeat(ends, lengths)  # exclusive end of each frame's episode
         self.task_of_episode = source.episode_tasks()
         self.episode_start = np.repeat(starts, lengths)
-        self.keyframe_state = self.state[np.repeat(gripper_keyframes(self.action, source.schema.action.names,
-                                                                     starts, ends), lengths)]
+        keyframes = gripper_keyframes(self.action, source.schema.action.names, starts, ends)
+        self.keyframe_state = self.state[np.repeat(keyframes, lengths)]
+        # each frame's episode's first gripper change, or its start where the gripper never changes
+        self.grasp_of_frame = np.repeat(np.where(keyframes < ends - 1, keyframes, starts), lengths)
 
     def first_frames(self, n: int) -> np.ndarray:
         """The indices of each episode's first n frames (all of a shorter episode's)."""
         return np.flatnonzero(np.arange(len(self.state)) - self.episode_start < n)
+
+    def approach_frames(self, n: int) -> np.ndarray:
+        """The indices of frames past each episode's first n and before its first gripper change (the grasp),
+        in the episodes whose gripper changes."""
+        frames = np.arange(len(self.state))
+        return np.flatnonzero((frames - self.episode_start >= n) & (frames < self.grasp_of_frame))
 
     def __len__(self) -> int:
         return len(self.state)

@@ -108,6 +108,14 @@ class VLAConfig:
     # state. The final state of a place is over the pad, so the final state alone never asks the encoder where
     # the object to pick is: the tabletop policy trained without it placed 0% (README, tabletop).
     final_state_keyframe: bool = False
+    # How many frames a step the keyframe target also learns from on the approach: frames past the first
+    # `final_state_frames` and before the grasp, of episodes whose gripper changes (a pick; a touch or push has no
+    # grasp to find). The first frames teach the encoder where the named object is while the hand is far; the
+    # approach frames keep the keypoints on it as the arm comes near and covers the scene, where the tabletop's
+    # held-out place misses closed the gripper 6 to 11 cm from the named object (README, tabletop). The final
+    # state keeps the first frames only: on later frames the hand's own position says where it is heading
+    # (`final_state_frames`). 0: off.
+    keyframe_approach_batch: int = 0
     # The keypoint head's own prediction (where the demonstration ends, and with final_state_keyframe where it
     # grasps) enters the prompt as state-bin tokens after the state, predicted from the current frame's scene image
     # and instruction: the action model is told where to go instead of finding it in the keypoint tokens. Three
@@ -154,6 +162,10 @@ class VLAConfig:
             raise ValueError(f"final_state_batch must be >= 0 (0: the batch size), got {self.final_state_batch}")
         if self.final_state_keyframe and self.final_state_weight == 0:
             raise ValueError("final_state_keyframe is a target of the keypoint head: it needs final_state_weight > 0")
+        if self.keyframe_approach_batch < 0:
+            raise ValueError(f"keyframe_approach_batch must be >= 0, got {self.keyframe_approach_batch}")
+        if self.keyframe_approach_batch and not self.final_state_keyframe:
+            raise ValueError("keyframe_approach_batch trains the keyframe target: it needs final_state_keyframe=true")
         if self.goal_tokens and self.final_state_weight == 0:
             raise ValueError("goal_tokens are the keypoint head's predictions: they need final_state_weight > 0")
 
@@ -347,15 +359,22 @@ class VLAModel(torch.nn.Module):
         return self.heads["final_state"](torch.cat([points, now], 1)).float()
 
     def keypoint_head_loss(self, prefix: dict[str, torch.Tensor], state: np.ndarray, final_state: np.ndarray,
-                           keyframe_state: np.ndarray) -> torch.Tensor:
+                           keyframe_state: np.ndarray, final_known: np.ndarray | None = None) -> torch.Tensor:
         """MSE of `displacement` on a batch of episodes' first frames (`final_state_frames`), to the
         demonstration's final state (and with `final_state_keyframe` its keyframe state) less the current one,
-        normalized."""
+        normalized. final_known: (B,) bool, the rows whose final state is a target (False: approach frames,
+        `keyframe_approach_batch`, which train the keyframe target only); None: every row."""
         targets = [final_state, keyframe_state] if self.cfg.final_state_keyframe else [final_state]
         now = self.state_tokenizer.normalize(state)
         wanted = torch.from_numpy(np.concatenate([self.state_tokenizer.normalize(t) - now for t in targets], 1))
         predicted = self.displacement(prefix, state)
-        return torch.nn.functional.mse_loss(predicted, wanted.to(predicted.device))
+        squared = (predicted - wanted.to(predicted.device)) ** 2
+        if final_known is None:
+            return squared.mean()
+        d = now.shape[1]
+        weight = torch.ones_like(squared)
+        weight[:, :d] = torch.from_numpy(np.asarray(final_known, dtype=np.float32))[:, None].to(weight)
+        return (squared * weight).sum() / weight.sum()
 
     # ---- training -------------------------------------------------------------------------------------
     def masked_inputs(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -381,14 +400,14 @@ class VLAModel(torch.nn.Module):
 
     def forward(self, prefix: dict[str, torch.Tensor], target, target_mask,
                 generator: torch.Generator | None = None, final_state: np.ndarray | None = None,
-                first_frames: tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray, np.ndarray] | None = None,
+                first_frames: tuple | None = None,
                 ) -> dict[str, torch.Tensor]:
         """Teacher-forced loss with token dropout.
 
         prefix: `build_prefix`'s inputs; target: (B, H x D) normalized actions in [-1, 1]; target_mask: (B, H x D)
         bool, False on padding. With `final_state_weight` > 0: final_state, (B, D) the state at the end of each
         sample's episode; with a keypoint head instead, first_frames, the (prefix, state, final_state,
-        keyframe_state) of a batch of episodes' first frames (`keypoint_head_loss`)."""
+        keyframe_state[, final_known]) of a batch of episodes' first frames (`keypoint_head_loss`)."""
         keypoint_head = self.cfg.final_state_weight > 0 and "final_state" in self.heads
         aux = self.cfg.final_state_weight > 0 and not keypoint_head
         if aux and final_state is None:
