@@ -461,6 +461,23 @@ def test_film_positional_unigrams_tell_a_word_by_its_place_in_the_instruction():
         BackboneConfig(film_positional=True)
 
 
+def test_film_gappy_bigrams_read_words_one_apart_and_are_never_dropped():
+    film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=1.0, gappy=True)
+    with torch.no_grad():
+        film.table.weight.normal_()
+    plain = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=1.0)
+    plain.table.weight = film.table.weight
+    gap, apart, adjacent = torch.tensor([[5, 6, 7]]), torch.tensor([[5, -1, -1, 6, -1, -1, 7]]), torch.tensor([[6, 5, 7]])
+    # 5 and 7 one word apart add a row of their own; with no bigrams and nothing one apart, only unigrams remain
+    assert not torch.allclose(film(gap), plain(gap))
+    assert torch.allclose(film(apart), plain(apart))
+    assert not torch.allclose(film(gap), film(adjacent))  # the same bag, another pair one apart
+    # bigram dropout leaves them in: with every bigram dropped, training and inference still read them
+    assert torch.equal(film.train()(gap), film.eval()(gap))
+    with pytest.raises(ValueError, match="film_gappy_bigrams is a feature of the FiLM"):
+        BackboneConfig(film_gappy_bigrams=True)
+
+
 def test_film_bigram_dropout_per_bigram_draws_each_bigram_on_its_own():
     film = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=0.5, dropout_per="bigram")
     with torch.no_grad():

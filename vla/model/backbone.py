@@ -134,6 +134,11 @@ class BackboneConfig:
     # it picked the pad-colored object less but lost the pairs no training scene shows on every skill: 52% against
     # 67%. Off.
     film_positional: bool = False
+    # The FiLM's gappy bigrams (InstructionFiLM): each pair of words one word apart ("move _ green", "to _ red")
+    # adds a row, never dropped. They tell a color's role (the object's, the pad's) from its context, where a
+    # held-out pair lacks its bigram: in place's held-out misses the policy took the green pad for the object's
+    # color (session 43, README). Unlike film_positional they read neighbouring words, not places in the sentence.
+    film_gappy_bigrams: bool = False
     # The embedded model's text tokenizer: "bpe" fitted on the training prompts (about a quarter of ByT5's
     # tokens), or "byt5" bytes. A pretrained backbone (path=) always uses its own.
     text_tokenizer: str = "bpe"
@@ -168,8 +173,9 @@ class BackboneConfig:
                              f"got {self.film_bigram_dropout_per!r}")
         if self.film_only and not (self.film or self.connector == "film_cnn"):
             raise ValueError("film_only needs a FiLM to read the instruction: film=true or connector=film_cnn")
-        if self.film_positional and not (self.film or self.connector == "film_cnn"):
-            raise ValueError("film_positional is a feature of the FiLM: it needs film=true or connector=film_cnn")
+        for name in ("film_positional", "film_gappy_bigrams"):
+            if getattr(self, name) and not (self.film or self.connector == "film_cnn"):
+                raise ValueError(f"{name} is a feature of the FiLM: it needs film=true or connector=film_cnn")
         if self.film_cnn_width < 8 or self.film_cnn_width % 8:
             raise ValueError(f"film_cnn_width must be a positive multiple of 8, got {self.film_cnn_width}")
         if self.film_factored_rank < 0:

@@ -118,9 +118,16 @@ class InstructionFiLM(torch.nn.Module):
     mean did not move off the mean guess: at their init scale (0.02) the words barely reach the FiLM."""
 
     def __init__(self, vision_hidden: int, n_layers: int, n_buckets: int = 4096, bigram_dropout: float = 0.0,
-                 dropout_per: str = "instruction", factored_rank: int = 0, positional: bool = False):
+                 dropout_per: str = "instruction", factored_rank: int = 0, positional: bool = False,
+                 gappy: bool = False):
         super().__init__()
         self.bigram_dropout, self.dropout_per = bigram_dropout, dropout_per
+        # Gappy bigrams (`gappy`): each pair of words one word apart adds its own hashed row, in the same table.
+        # They say a word's role by its neighbours' neighbours: "move _ green" (the object's color), "to _ red"
+        # (the pad's), where a held-out pair's instruction lacks the bigram that says it ("green cylinder") and the
+        # other bigrams are ambiguous ("the green"). A color and its shape are adjacent, so no gappy bigram binds a
+        # pair: every one a held-out pair's instruction has is trained, and bigram dropout leaves them in.
+        self.gappy = gappy
         self.table = torch.nn.EmbeddingBag(n_buckets, 2 * n_layers * vision_hidden, mode="sum")
         torch.nn.init.zeros_(self.table.weight)
         # Factored bigrams (`factored_rank` > 0): each adjacent pair of words adds out(left[w1] * right[w2]), a
@@ -157,8 +164,13 @@ class InstructionFiLM(torch.nn.Module):
         elif self.training and self.bigram_dropout > 0:
             draws = (len(ids), 1) if self.dropout_per == "instruction" else ids.shape
             prev_in = prev_in & (torch.rand(draws, device=ids.device) >= self.bigram_dropout)
-        buckets = torch.cat([ids % self.n_buckets, (ids * 1000003 + prev * 7919 + 1) % self.n_buckets], 1)
-        weights = torch.cat([mask, prev_in], 1).to(self.table.weight.dtype)
+        buckets = [ids % self.n_buckets, (ids * 1000003 + prev * 7919 + 1) % self.n_buckets]
+        weights = [mask, prev_in]
+        if self.gappy:
+            before = torch.nn.functional.pad(ids[:, :-2], (2, 0))
+            buckets.append((ids * 999983 + before * 104729 + 2) % self.n_buckets)
+            weights.append(torch.nn.functional.pad(mask[:, :-2], (2, 0)) & mask)
+        buckets, weights = torch.cat(buckets, 1), torch.cat(weights, 1).to(self.table.weight.dtype)
         film = self.table(buckets, per_sample_weights=weights)
         if self.factored is not None:
             bilinear = self.left(prev % self.n_buckets) * self.right(ids % self.n_buckets) * pairs[..., None]
@@ -225,7 +237,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
     def __init__(self, model, text_tokenizer, first_new_id: int, fitted_tokenizer: bool, film: bool,
                  film_cnn: bool = False, n_cameras: int = 1, bigram_dropout: float = 0.0,
                  bigram_dropout_per: str = "instruction", film_only: bool = False, factored_rank: int = 0,
-                 film_positional: bool = False, film_cnn_width: int = 32):
+                 film_positional: bool = False, film_cnn_width: int = 32, film_gappy: bool = False):
         super().__init__(model, text_tokenizer, first_new_id, fitted_tokenizer)
         self.film_only = film_only  # BackboneConfig.film_only: the prompt holds no instruction, the FiLM reads it
         vc, tc = model.config.vision_config, model.config.text_config
@@ -239,7 +251,7 @@ class EmbeddedBackbone(SmolVLMBackbone):
         width, layers = ((n_cameras * self.cnns[0].width, len(self.cnns[0].convs)) if film_cnn
                          else (vc.hidden_size, vc.num_hidden_layers))
         self.film = (InstructionFiLM(width, layers, bigram_dropout=bigram_dropout, dropout_per=bigram_dropout_per,
-                                     factored_rank=factored_rank, positional=film_positional)
+                                     factored_rank=factored_rank, positional=film_positional, gappy=film_gappy)
                      if film or film_cnn else None)
         self.n_keypoints = self.image_seq_len if film_cnn else 0  # per image
 
@@ -356,7 +368,8 @@ def build(cfg: BackboneConfig, n_action_tokens: int, config: dict | None, prompt
                                 film=cfg.film, film_cnn=cfg.connector == "film_cnn", n_cameras=n_cameras,
                                 bigram_dropout=cfg.film_bigram_dropout, bigram_dropout_per=cfg.film_bigram_dropout_per,
                                 film_only=cfg.film_only, factored_rank=cfg.film_factored_rank,
-                                film_positional=cfg.film_positional, film_cnn_width=cfg.film_cnn_width)
+                                film_positional=cfg.film_positional, film_cnn_width=cfg.film_cnn_width,
+                                film_gappy=cfg.film_gappy_bigrams)
     backbone.to(model.dtype)
     backbone.instruction_first = cfg.instruction_first
     return backbone
