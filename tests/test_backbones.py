@@ -467,7 +467,8 @@ def test_film_gappy_bigrams_read_words_one_apart_and_are_never_dropped():
         film.table.weight.normal_()
     plain = InstructionFiLM(vision_hidden=4, n_layers=1, bigram_dropout=1.0)
     plain.table.weight = film.table.weight
-    gap, apart, adjacent = torch.tensor([[5, 6, 7]]), torch.tensor([[5, -1, -1, 6, -1, -1, 7]]), torch.tensor([[6, 5, 7]])
+    gap, adjacent = torch.tensor([[5, 6, 7]]), torch.tensor([[6, 5, 7]])
+    apart = torch.tensor([[5, -1, -1, 6, -1, -1, 7]])  # no two words one apart
     # 5 and 7 one word apart add a row of their own; with no bigrams and nothing one apart, only unigrams remain
     assert not torch.allclose(film(gap), plain(gap))
     assert torch.allclose(film(apart), plain(apart))

@@ -4,7 +4,9 @@ commands the gripper closed, and how high the object then rose.
 Per episode (seeds 100000+, the evaluation's): success; the tcp's horizontal distance and height above the named
 object's center at the first closing command (the expert closes within 0.8 cm of 0.5 cm below the center); how
 many times the command flipped between open and closed; the object's highest rise; the instruction, and which
-object the hand acted on, by how it relates to the named one (the same color, the same shape, neither).
+object the hand acted on, by how it relates to the named one (the same color, the same shape, neither); and what
+the hand ended nearest (an object or a pad, by color and shape): a place that ends at the pad of the named object's
+color took that color for the pad's.
 
 Usage: grasp_diag.py CHECKPOINT lift|place EPISODES [SEED] [SPLIT]   (SPLIT: seen, heldout-compositions, ...)
 """
@@ -34,6 +36,14 @@ def acted_on() -> str:
     return {(True, True): "named", (True, False): "same color", (False, True): "same shape"}.get(same, "neither")
 
 
+def ended_near() -> str:
+    """The object or pad whose center is nearest the fingertips, across the table."""
+    tcp = env.sim.tcp()[:2]
+    places = {f"{o.color} {o.shape}": env.sim.object_pos(i)[:2] for i, o in enumerate(env.scene.objects)}
+    places.update({f"{color} pad": np.asarray(xy) for color, xy in env.scene.pads})
+    return min(places, key=lambda name: float(np.linalg.norm(places[name] - tcp)))
+
+
 for seed in range(seed0, seed0 + n):
     obs, _ = env.reset(seed=seed)
     policy.reset()
@@ -54,6 +64,6 @@ for seed in range(seed0, seed0 + n):
             break
     row = {"seed": seed, "success": success, "instruction": env.instruction, "acted": acted_on(), "flips": flips,
            "rise_cm": 100 * rise, "close_xy_cm": None if first_close is None else 100 * first_close[0],
-           "close_dz_cm": None if first_close is None else 100 * first_close[1]}
+           "close_dz_cm": None if first_close is None else 100 * first_close[1], "ended_near": ended_near()}
     print(json.dumps(row), flush=True)
 env.close()
