@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from stages import checkpoint_settings, describe_decoding, eval_folder, fill_settings
-from tabletop import SPLITS
+from tabletop import SPLITS, split_pairs
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import parse_task
@@ -30,6 +30,18 @@ from vla.model.vla_model import DECODING
 from vla.runtime.chunking import LOCKSTEP_METHODS
 
 OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
+# what results.json files written before session 44 held out (they have no "heldout_pairs"): place held out the
+# green and the yellow ball, since then the yellow ball and the orange cylinder (vla/envs/tabletop/language.py)
+SPLIT_BEFORE_SESSION_44 = {**split_pairs(), "place": ["green ball", "yellow ball"]}
+
+
+def held_out(run: Path) -> dict[str, list[str]]:
+    """skill -> the pairs a run's held-out compositions named: from its results.json (the run's folder's, or the file
+    itself), as of before session 44 where that has none, and today's for a run whose results are not written yet."""
+    results = run if run.is_file() else run / "results.json"
+    if not results.is_file():
+        return split_pairs()
+    return json.loads(results.read_text()).get("heldout_pairs", SPLIT_BEFORE_SESSION_44)
 
 
 def settings(run: Path) -> tuple[dict, dict]:
@@ -94,6 +106,10 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
+    for run in runs[1:]:  # the same seeds name other pairs under another split
+        if held_out(run) != held_out(runs[0]):
+            raise ValueError(f"{run} was evaluated on other held-out pairs than {runs[0]}: {held_out(run)} against "
+                             f"{held_out(runs[0])}")
     results = {run: successes for run, (_, successes) in loaded.items()}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task

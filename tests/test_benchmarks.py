@@ -214,6 +214,11 @@ def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_
     refused = subprocess.run(cmd + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
                              check=False)
     assert refused.returncode == 2 and f"{saved} was evaluated with parallel decoding" in refused.stderr
+    # results written before session 44 name no pairs: place's were others then, and the same seeds drew them
+    saved.write_text(json.dumps({k: v for k, v in results.items() if k != "heldout_pairs"}))
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 2 and "was evaluated on other held-out pairs" in refused.stderr
+    assert "'place': ['green ball', 'yellow ball']" in refused.stderr
     saved.write_text(json.dumps({k: v for k, v in results.items() if k != "settings"}))  # written before it kept them
     refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode == 2 and "no settings key" in refused.stderr

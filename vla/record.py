@@ -115,7 +115,8 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
 def check_resumable(cfg: RecordConfig) -> None:
     """Raises ValueError, naming the task, if cfg asks a start_noise of a suite that draws its own start, or if
     the store at cfg.out already holds episodes of one of cfg's tasks recorded with another source tag (another
-    action_noise or start_noise) than this run would give them."""
+    action_noise or start_noise) than this run would give them, or an episode whose goal its suite no longer
+    gives its seed (check_stored_goals)."""
     tasks = resolve_tasks(cfg.tasks)
     if cfg.start_noise:
         for task in tasks:
@@ -125,12 +126,36 @@ def check_resumable(cfg: RecordConfig) -> None:
     out = Path(cfg.out)
     if not out.exists():
         return
-    _, stored = stored_progress(EpisodeStore.open(out), cfg.seed)
+    store = EpisodeStore.open(out)
+    _, stored = stored_progress(store, cfg.seed)
     for task in tasks:
         source = episode_source(suite_of(task).name, cfg.action_noise, cfg.start_noise)
         if stored.get(task, {source}) != {source}:
             raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
                              f"records {source!r} (another action_noise or start_noise): record into a new store")
+    check_stored_goals(store)
+
+
+def check_stored_goals(store: EpisodeStore) -> None:
+    """Raises ValueError naming the first stored episode whose structured goal differs from the one its suite now
+    gives that task and seed (Suite.episode_goal): the store was recorded under other splits or scenes, and
+    training on it could train a pair the suite now holds out. Episodes of tasks no registered suite has, or
+    without a goal, are not checked."""
+    suites: dict[str, object] = {}
+    for i, (task, seed, goal) in enumerate(zip(store.episode_env_tasks(), store.episode_meta("episode_seed").tolist(),
+                                               store.episode_goals(), strict=True)):
+        if task is None or goal is None:
+            continue
+        if task not in suites:
+            try:
+                suites[task] = suite_of(task)
+            except KeyError:
+                suites[task] = None
+        expected = suites[task].episode_goal(task, seed) if suites[task] is not None else None
+        if expected is not None and expected != goal:
+            raise ValueError(f"{store.path}: episode {i} ({task}, seed {seed}) was recorded with the goal {goal}, "
+                             f"but the {suites[task].name} suite now gives that seed {expected}: the store was "
+                             "recorded under other splits or scenes; record into a new store")
 
 
 def open_store(out: Path, schema) -> EpisodeStore:

@@ -7,6 +7,9 @@ and this skill's training scenes show it as a distractor). If a skill fails both
 not learned avoidance of a distractor.
 
 Usage: heldout_pairs.py EVAL_DIR...   (a run's eval/ or eval-<decoding>/ folder)
+
+The goals are rebuilt by today's splits, so a run whose results.json names no held-out pairs (written before
+session 44, when place held out other pairs) is refused: read it at a commit from before then.
 """
 import json
 import sys
@@ -19,6 +22,9 @@ from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
 
 totals: dict[str, Counter] = {skill: Counter() for skill in SKILLS}
 for folder in map(Path, sys.argv[1:]):
+    written = folder.parent / "results.json"
+    if written.is_file() and "heldout_pairs" not in json.loads(written.read_text()):
+        sys.exit(f"{written} was written before session 44, under other held-out pairs for place than today's")
     for skill in SKILLS:
         path = folder / f"tabletop-{skill}-heldout-compositions.json"
         if not path.is_file():

@@ -77,6 +77,12 @@ class Suite(ABC):
         """Every instruction an episode of `task` can be given (one for a Meta-World task, many for a
         grounding task whose episodes each draw their own)."""
 
+    def episode_goal(self, task: str, seed: int) -> dict | None:
+        """The structured goal (as `reset`'s `info["goal"]`) an episode of `task` is given at `seed`, computed without
+        an env, or None for a suite whose tasks have no per-episode goal. Recording checks a resumed store's episodes
+        against it, so a store recorded under other splits is refused, not trained on."""
+        return None
+
 
 def checked_action(action, dim: int) -> np.ndarray:
     """An env's action as float32 clipped to [-1, 1]; raises naming a wrong shape or a NaN/inf (never clipped

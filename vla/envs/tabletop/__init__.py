@@ -10,6 +10,7 @@ from vla.envs.tabletop.env import (
     CAMERAS,
     VARIANTS,
     TabletopEnv,
+    episode_of,
     parse_task,
     schema_cameras,
     tabletop_schema,
@@ -58,6 +59,9 @@ class TabletopSuite(Suite):
                  for (c, s), t, extra in itertools.product(target_pairs(skill, split), templates(skill, split),
                                                            extras.get(skill, [{}])))
         return sorted({g.instruction for g in goals})
+
+    def episode_goal(self, task: str, seed: int) -> dict:
+        return episode_of(*parse_task(task), seed)[1].to_json()
 
 
 SUITE = TabletopSuite()

@@ -110,6 +110,12 @@ def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
     return scene, goal
 
 
+def episode_of(skill: str, variant: str, seed: int) -> tuple[Scene, Goal]:
+    """The scene and the goal given to the policy in a seed's episode of a task (`parse_task`'s skill, variant)."""
+    scene, goal = sample_episode(skill, variant if variant.startswith("heldout") else "seen", seed)
+    return scene, swapped_goal(scene, goal, seed) if variant == "swapped" else goal
+
+
 def swapped_goal(scene: Scene, goal: Goal, seed: int) -> Goal:
     """Another valid seen instruction of the same skill in the same scene, naming a different object."""
     rng = np.random.default_rng([seed, SKILLS.index(goal.skill), 3])
@@ -162,10 +168,7 @@ class TabletopEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         seed = int(self.np_random.integers(2**31)) if seed is None else seed
-        split = self.variant if self.variant.startswith("heldout") else "seen"
-        self.scene, self.goal = sample_episode(self.skill, split, seed)
-        if self.variant == "swapped":
-            self.goal = swapped_goal(self.scene, self.goal, seed)
+        self.scene, self.goal = episode_of(self.skill, self.variant, seed)
         self.instruction = self.goal.instruction
         self.sim.set_scene(self.scene)
         self._start = self.target_pos()

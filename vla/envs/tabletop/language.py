@@ -42,11 +42,17 @@ N_TRAIN_TEMPLATES = 4
 # pairs in 21% of held-out episodes (chance 25%) against 65% for the skill pairs below, which other skills
 # train as targets (session 21, from the DART run's evaluation).
 HELDOUT_PAIRS = frozenset({("red", "ball"), ("green", "cylinder"), ("blue", "cube")})
-HELDOUT_SKILL_PAIRS = {  # never this skill's target in training
+# Never this skill's target in training. Each skill holds out two pairs that differ in color and in shape, so that
+# with the pairs above every color stays its target in training on at least two shapes and every shape in at least
+# four colors: what is held out is the combination, not most of a color or a shape. Until session 44 place held out
+# the green and the yellow ball, which left place green on cubes only (green cylinder is held out everywhere) and
+# balls in three colors; over eight runs it succeeded on the green cylinder in 1 of 24 episodes, where lift, which
+# trains green on two shapes, did in 20 of 40 (benchmarks/results/tabletop_history.md, session 44).
+HELDOUT_SKILL_PAIRS = {
     "touch": {("yellow", "cube"), ("purple", "cylinder")},
     "push": {("orange", "ball"), ("purple", "cube")},
     "lift": {("yellow", "cylinder"), ("orange", "cube")},
-    "place": {("green", "ball"), ("yellow", "ball")},
+    "place": {("yellow", "ball"), ("orange", "cylinder")},
 }
 ALL_PAIRS = [(c, s) for c in COLORS for s in SHAPES]
 
