@@ -13,32 +13,20 @@ Usage: sharpen_keypoints.py CHECKPOINT OUT_DIR SCALE [SPLIT] [SKILLS]   (SPLIT: 
 SKILLS comma-separated, all four by default). Each task's result is saved to OUT_DIR/<task>.json as it finishes, and
 a rerun skips it. The checkpoint's own decoding; 15 episodes per skill.
 """
-import json
 import sys
 from pathlib import Path
 
 import torch
+from tabletop_cells import evaluate_cells, load
 
 from vla.envs.tabletop.language import SKILLS
-from vla.evaluate import DEFAULT_EVAL_SEED, evaluate_policy, override_decoding
-from vla.policies.registry import load_policy
-from vla.runtime.chunking import lockstep
 
 checkpoint, out, scale = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 split = sys.argv[4] if len(sys.argv) > 4 else "heldout-compositions"
 skills = sys.argv[5].split(",") if len(sys.argv) > 5 else list(SKILLS)
-policy = lockstep(override_decoding(load_policy(checkpoint), None, source=checkpoint), "naive")
+policy = load(checkpoint)
 with torch.no_grad():  # softmax(scale * logits): the logits are one linear map of the CNN's features
     for cnn in policy.model.backbone.cnns:
         cnn.keypoints.attend.weight.mul_(scale)
         cnn.keypoints.attend.bias.mul_(scale)
-out.mkdir(parents=True, exist_ok=True)
-for skill in skills:
-    task = f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}")
-    path = out / f"{task}.json"
-    if not path.is_file():
-        result = evaluate_policy(policy, [task], 15, DEFAULT_EVAL_SEED, None, 15, policy.schema, out=None, video=False)
-        path.write_text(json.dumps(result["tasks"][task]))
-    result = json.loads(path.read_text())
-    outcomes = ", ".join(f"{k} {v:.0%}" for k, v in result.get("outcomes", {}).items())
-    print(f"{task}: {result['success_rate']:.0%} {outcomes}")
+evaluate_cells(policy, out, split, skills)

@@ -11,27 +11,16 @@ Usage: unigrams_only.py CHECKPOINT OUT_DIR [SPLIT] [SKILLS]   (SPLIT: seen, held
 comma-separated, all four by default). Each task's result is saved to OUT_DIR/<task>.json as it finishes, and a
 rerun skips it. The checkpoint's own decoding; 15 episodes per skill.
 """
-import json
 import sys
 from pathlib import Path
 
+from tabletop_cells import evaluate_cells, load
+
 from vla.envs.tabletop.language import SKILLS
-from vla.evaluate import DEFAULT_EVAL_SEED, evaluate_policy, override_decoding
-from vla.policies.registry import load_policy
-from vla.runtime.chunking import lockstep
 
 checkpoint, out = sys.argv[1], Path(sys.argv[2])
 split = sys.argv[3] if len(sys.argv) > 3 else "heldout-compositions"
 skills = sys.argv[4].split(",") if len(sys.argv) > 4 else list(SKILLS)
-policy = lockstep(override_decoding(load_policy(checkpoint), None, source=checkpoint), "naive")
+policy = load(checkpoint)
 policy.model.backbone.film.bigram_dropout = 1.0  # InstructionFiLM: unigrams only, at inference too
-out.mkdir(parents=True, exist_ok=True)
-for skill in skills:
-    task = f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}")
-    path = out / f"{task}.json"
-    if not path.is_file():
-        result = evaluate_policy(policy, [task], 15, DEFAULT_EVAL_SEED, None, 15, policy.schema, out=None, video=False)
-        path.write_text(json.dumps(result["tasks"][task]))
-    result = json.loads(path.read_text())
-    outcomes = ", ".join(f"{k} {v:.0%}" for k, v in result.get("outcomes", {}).items())
-    print(f"{task}: {result['success_rate']:.0%} {outcomes}")
+evaluate_cells(policy, out, split, skills)
