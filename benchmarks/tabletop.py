@@ -37,7 +37,7 @@ from stages import (EVAL_SEED, Progress, add_decoding_options, checkpoint_settin
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import OUTCOMES, parse_task
-from vla.envs.tabletop.language import SKILLS, heldout_pairs
+from vla.envs.tabletop.language import SKILLS, heldout_pair_names
 
 SPLITS = {"seen": "tabletop-seen", "heldout_compositions": "tabletop-heldout-compositions",
           "heldout_paraphrases": "tabletop-heldout-paraphrases", "heldout_words": "tabletop-heldout-words",
@@ -93,13 +93,8 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
             "action_noise": args.action_noise,
             "stage_s": progress.data["stage_s"], "wall_s": progress.wall_s,
             # enough for tabletop_seeds.py to compare this run with others once its folder is gone
-            "settings": checkpoint_settings(checkpoint), "heldout_pairs": split_pairs(),
+            "settings": checkpoint_settings(checkpoint), "heldout_pairs": heldout_pair_names(),
             "successes": {task: r["successes"] for task, r in per_task.items()}}
-
-
-def split_pairs() -> dict[str, list[str]]:
-    """skill -> the color-shape pairs its held-out-composition split names (the split changed in session 44)."""
-    return {skill: [f"{c} {s}" for c, s in heldout_pairs(skill)] for skill in SKILLS}
 
 
 def print_tables(results: dict) -> None:

@@ -22,17 +22,18 @@ import json
 from pathlib import Path
 
 from stages import checkpoint_settings, describe_decoding, eval_folder, fill_settings
-from tabletop import SPLITS, split_pairs
+from tabletop import SPLITS
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import parse_task
+from vla.envs.tabletop.language import heldout_pair_names
 from vla.model.vla_model import DECODING
 from vla.runtime.chunking import LOCKSTEP_METHODS
 
 OWN_PATHS = ("seed", "dataset", "out", "resume")  # what may differ between the runs compared
 # what results.json files written before session 44 held out (they have no "heldout_pairs"): place held out the
 # green and the yellow ball, since then the yellow ball and the orange cylinder (vla/envs/tabletop/language.py)
-SPLIT_BEFORE_SESSION_44 = {**split_pairs(), "place": ["green ball", "yellow ball"]}
+SPLIT_BEFORE_SESSION_44 = {**heldout_pair_names(), "place": ["green ball", "yellow ball"]}
 
 
 def held_out(run: Path) -> dict[str, list[str]]:
@@ -40,7 +41,7 @@ def held_out(run: Path) -> dict[str, list[str]]:
     itself), as of before session 44 where that has none, and today's for a run whose results are not written yet."""
     results = run if run.is_file() else run / "results.json"
     if not results.is_file():
-        return split_pairs()
+        return heldout_pair_names()
     return json.loads(results.read_text()).get("heldout_pairs", SPLIT_BEFORE_SESSION_44)
 
 
@@ -97,6 +98,7 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
     loaded = {str(r): load(r, decoding, argmax_dims, chunking) for r in runs}
     configs = {run: own for run, (own, _) in loaded.items()}
     model0, train0 = configs[str(runs[0])]
+    pairs0 = held_out(runs[0])
     # training does not depend on the decoding: with one asked for, checkpoints saved with either compare
     same_weights = (("decoding",) if decoding else ()) + (("argmax_dims",) if argmax_dims is not None else ())
     for run in runs[1:]:
@@ -106,10 +108,9 @@ def compare(runs: list[Path], decoding: str | None = None, argmax_dims: list[int
                         | {f"model.{k}" for k in model if k not in same_weights and model[k] != model0[k]})
         if differ:
             raise ValueError(f"{run} differs from {runs[0]} in more than the seed: {', '.join(differ)}")
-    for run in runs[1:]:  # the same seeds name other pairs under another split
-        if held_out(run) != held_out(runs[0]):
-            raise ValueError(f"{run} was evaluated on other held-out pairs than {runs[0]}: {held_out(run)} against "
-                             f"{held_out(runs[0])}")
+        pairs = held_out(run)  # the same seeds name other pairs under another split
+        if pairs != pairs0:
+            raise ValueError(f"{run} was evaluated on other held-out pairs than {runs[0]}: {pairs} against {pairs0}")
     results = {run: successes for run, (_, successes) in loaded.items()}
     splits = [s for s in SPLITS if all(s in per for per in results.values())]
     # the episodes every run has, per task

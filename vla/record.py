@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vla.datasets.episode_store import EpisodeStore
-from vla.envs import resolve_tasks, suite_of
+from vla.envs import get_suite, resolve_tasks, suite_of, suites
 from vla.policies.protocol import batch_observation
 from vla.schema import TASK_KEY
 
@@ -141,20 +141,14 @@ def check_stored_goals(store: EpisodeStore) -> None:
     gives that task and seed (Suite.episode_goal): the store was recorded under other splits or scenes, and
     training on it could train a pair the suite now holds out. Episodes of tasks no registered suite has, or
     without a goal, are not checked."""
-    suites: dict[str, object] = {}
+    suite_of_task = {task: suite for suite in map(get_suite, suites()) for task in suite.tasks()}
     for i, (task, seed, goal) in enumerate(zip(store.episode_env_tasks(), store.episode_meta("episode_seed").tolist(),
                                                store.episode_goals(), strict=True)):
-        if task is None or goal is None:
-            continue
-        if task not in suites:
-            try:
-                suites[task] = suite_of(task)
-            except KeyError:
-                suites[task] = None
-        expected = suites[task].episode_goal(task, seed) if suites[task] is not None else None
+        suite = suite_of_task.get(task)
+        expected = suite.episode_goal(task, seed) if suite is not None and goal is not None else None
         if expected is not None and expected != goal:
             raise ValueError(f"{store.path}: episode {i} ({task}, seed {seed}) was recorded with the goal {goal}, "
-                             f"but the {suites[task].name} suite now gives that seed {expected}: the store was "
+                             f"but the {suite.name} suite now gives that seed {expected}: the store was "
                              "recorded under other splits or scenes; record into a new store")
 
 

@@ -8,8 +8,8 @@ not learned avoidance of a distractor.
 
 Usage: heldout_pairs.py EVAL_DIR...   (a run's eval/ or eval-<decoding>/ folder)
 
-The goals are rebuilt by today's splits, so a run whose results.json names no held-out pairs (written before
-session 44, when place held out other pairs) is refused: read it at a commit from before then.
+The goals are rebuilt by today's splits, so a run whose results.json names other held-out pairs, or none (written
+before session 44, when place held out other pairs), is refused: read it at a commit of its split.
 """
 import json
 import sys
@@ -17,14 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 from vla.envs.tabletop.env import sample_episode
-from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS
+from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS, heldout_pair_names
 from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
 
 totals: dict[str, Counter] = {skill: Counter() for skill in SKILLS}
 for folder in map(Path, sys.argv[1:]):
     written = folder.parent / "results.json"
-    if written.is_file() and "heldout_pairs" not in json.loads(written.read_text()):
-        sys.exit(f"{written} was written before session 44, under other held-out pairs for place than today's")
+    if written.is_file() and json.loads(written.read_text()).get("heldout_pairs") != heldout_pair_names():
+        sys.exit(f"{written} was evaluated on other held-out pairs than today's (none named: before session 44)")
     for skill in SKILLS:
         path = folder / f"tabletop-{skill}-heldout-compositions.json"
         if not path.is_file():

@@ -83,6 +83,11 @@ def heldout_pairs(skill: str) -> list[tuple[str, str]]:
     return sorted(HELDOUT_PAIRS | HELDOUT_SKILL_PAIRS[skill])
 
 
+def heldout_pair_names() -> dict[str, list[str]]:
+    """skill -> its held-out-composition pairs as "color shape" (what results files record of the split)."""
+    return {skill: [f"{c} {s}" for c, s in heldout_pairs(skill)] for skill in SKILLS}
+
+
 def target_pairs(skill: str, split: str) -> list[tuple[str, str]]:
     return heldout_pairs(skill) if split == "heldout-compositions" else seen_pairs(skill)
 
