@@ -3,7 +3,9 @@
 Scenes of one split (seeds 50000+, outside training and evaluation), first frames: how often the head's predicted
 grasp point (lift, place: the keyframe) or end point (touch, push: the final state) is nearer the named object than
 any other, and its median distance to it. On heldout-compositions, also split by the kind of pair held out: one
-no training scene shows ("everywhere") or one only this skill never trained on as its target ("this skill").
+no training scene shows ("everywhere") or one only this skill never trained on as its target ("this skill"), and
+where the point is nearest another object, whether that object shares the named one's color or its shape (session
+45: is a held-out pair read as the trained pair of its color, or of its shape?).
 For place, also split by whether the pad's color is an object's too, with the object the point is nearest then
 (session 40: where a held-out pair's bigram is untrained, the pad's color word pulls the point to that object).
 
@@ -29,7 +31,8 @@ for skill in SKILLS:
         xy = np.array([o.xy for o in env.scene.objects], np.float32)
         kind = "everywhere" if (env.goal.color, env.goal.shape) in HELDOUT_PAIRS else "this skill"
         pad_colored = [i for i, o in enumerate(env.scene.objects) if o.color == env.goal.pad and i != env.target_index]
-        rows.append((obs, xy, env.target_index, kind, pad_colored))
+        pairs = [(o.color, o.shape) for o in env.scene.objects]
+        rows.append((obs, xy, env.target_index, kind, pad_colored, pairs))
     scenes[skill] = rows
     env.close()
 for run in sys.argv[3:]:
@@ -60,6 +63,11 @@ for run in sys.argv[3:]:
             kinds = np.array([r[3] for r in rows])
             print(f"  {skill}: " + ", ".join(f"held out {k} {named[kinds == k].mean():.0%} of {(kinds == k).sum()}"
                                              for k in ("everywhere", "this skill")), flush=True)
+            for k in ("everywhere", "this skill"):
+                wrong = [(r[5][n], r[5][r[2]]) for n, r in zip(d.argmin(1), rows) if r[3] == k and n != r[2]]
+                print(f"    held out {k}, nearest another object in {len(wrong)}: its color "
+                      f"{sum(o[0] == g[0] for o, g in wrong)}, its shape {sum(o[1] == g[1] for o, g in wrong)}",
+                      flush=True)
     mean = np.mean([v[0] for v in out.values()])
     per_skill = " ".join(f"{s} {v[0]:.0%} ({100 * v[1]:.1f} cm)" for s, v in out.items())
     print(run, split, f"nearer named {mean:.0%}", per_skill, flush=True)
