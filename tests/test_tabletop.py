@@ -184,6 +184,8 @@ def test_tiny_record_train_eval_and_sim_robot_on_the_suite(tmp_path):
     for r in results["tasks"].values():  # which object each episode's hand acted on, as shares of the episodes
         assert set(r["outcomes"]) <= {"named object", "other object", "no object"}
         assert sum(r["outcomes"].values()) == pytest.approx(1.0)
+        assert len(r["episode_outcomes"]) == 2  # and for each episode, in seed order
+        assert {o: r["episode_outcomes"].count(o) / 2 for o in r["outcomes"]} == r["outcomes"]
     assert (run_dir / "eval/tabletop-touch.mp4").stat().st_size > 0
     _run("vla.cli.robot", f"policy={run_dir}", "robot=sim", "tasks=[tabletop-push-blind]", "episodes=1",
          "max_episode_steps=4", "control_hz=50", f"out={tmp_path / 'robot.json'}")

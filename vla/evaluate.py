@@ -112,6 +112,8 @@ def evaluate_policy(policy, tasks: list[str], episodes: int, seed: int, max_epis
         outcomes = [o for _, o in episodes_run if o is not None]
         if outcomes:  # the suite says how each episode went (tabletop: which object the hand went to)
             results["tasks"][task]["outcomes"] = {o: outcomes.count(o) / len(episodes_run) for o in sorted(set(outcomes))}
+            # and per episode, beside `successes`, so a miss can be traced to its scene (seed + i)
+            results["tasks"][task]["episode_outcomes"] = [o for _, o in episodes_run]
         if frames:
             iio.imwrite(out / f"{task}.mp4", np.stack(frames), plugin="pyav", codec="libx264", fps=40)
     bar.close()

@@ -8,6 +8,9 @@ not learned avoidance of a distractor.
 
 Usage: heldout_pairs.py EVAL_DIR...   (a run's eval/ or eval-<decoding>/ folder)
 
+Evaluations written since session 45 keep which object each episode's hand acted on; for those, the counts of
+each outcome are printed beside the successes.
+
 The goals are rebuilt by today's splits, so a run whose results.json names other held-out pairs, or none (written
 before session 44, when place held out other pairs), is refused: read it at a commit of its split.
 """
@@ -29,11 +32,18 @@ for folder in map(Path, sys.argv[1:]):
         path = folder / f"tabletop-{skill}-heldout-compositions.json"
         if not path.is_file():
             sys.exit(f"{path} is missing: evaluate the run's heldout-compositions split first")
-        for i, success in enumerate(json.loads(path.read_text())["successes"]):
+        result = json.loads(path.read_text())
+        acted_on = result.get("episode_outcomes", [None] * len(result["successes"]))  # saved since session 45
+        for i, (success, outcome) in enumerate(zip(result["successes"], acted_on, strict=True)):
             _, goal = sample_episode(skill, "heldout-compositions", EVAL_SEED + i)
             kind = "everywhere" if (goal.color, goal.shape) in HELDOUT_PAIRS else "this skill"
             totals[skill][kind, "n"] += 1
             totals[skill][kind, "ok"] += bool(success)
+            totals[skill][kind, outcome] += outcome is not None
+OUTCOMES = ("named object", "other object", "no object")
 for skill, count in totals.items():
-    print(f"{skill:6s} " + ", ".join(f"held out {k}: {count[k, 'ok']} of {count[k, 'n']}"
-                                     for k in ("everywhere", "this skill")))
+    print(f"{skill:6s} " + ", ".join(
+        f"held out {k}: {count[k, 'ok']} of {count[k, 'n']}"
+        + (" (acted on " + ", ".join(f"{o} {count[k, o]}" for o in OUTCOMES) + ")" if count[k, OUTCOMES[0]]
+           + count[k, OUTCOMES[1]] + count[k, OUTCOMES[2]] else "")
+        for k in ("everywhere", "this skill")))
