@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from vla.envs.tabletop.env import sample_episode
+from vla.envs.tabletop.env import OUTCOMES, sample_episode
 from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS, heldout_pair_names
 from vla.evaluate import DEFAULT_EVAL_SEED as EVAL_SEED
 
@@ -40,10 +40,9 @@ for folder in map(Path, sys.argv[1:]):
             totals[skill][kind, "n"] += 1
             totals[skill][kind, "ok"] += bool(success)
             totals[skill][kind, outcome] += outcome is not None
-OUTCOMES = ("named object", "other object", "no object")
 for skill, count in totals.items():
     print(f"{skill:6s} " + ", ".join(
         f"held out {k}: {count[k, 'ok']} of {count[k, 'n']}"
-        + (" (acted on " + ", ".join(f"{o} {count[k, o]}" for o in OUTCOMES) + ")" if count[k, OUTCOMES[0]]
-           + count[k, OUTCOMES[1]] + count[k, OUTCOMES[2]] else "")
+        + (" (acted on " + ", ".join(f"{o} {count[k, o]}" for o in OUTCOMES) + ")"
+           if any(count[k, o] for o in OUTCOMES) else "")
         for k in ("everywhere", "this skill")))
