@@ -3,7 +3,8 @@
     python benchmarks/tabletop.py --out runs/tabletop
 
 1. record: `--demos` successful expert demonstrations per skill of the seen split, more of lift and place
-   (`--skill-demos`), into DIR/demos.zarr; each expert's own success rate is the `expert` row. `--action-noise
+   (`--skill-demos`), and of the variants naming the target by one attribute (`--attribute-demos`), into
+   DIR/demos.zarr; each expert's own success rate is the `expert` row. `--action-noise
    STD` records DART demonstrations (the env runs the expert's action plus noise, the store keeps the expert's;
    `expert` is then the noisy one's rate).
 2. train: one VLA on them, both cameras, `--steps` steps (DIR/train; resumes from its last checkpoint).
@@ -65,7 +66,9 @@ POLICY = ["model.backbone.connector=film_cnn", "model.final_state_weight=10.0",
 def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Progress, checkpoint: Path) -> dict:
     suite = get_suite("tabletop")
     groups = suite.groups()
-    expert = {parse_task(t)[0]: r["expert_success"] for t, r in record_report["tasks"].items()}
+    # per skill; a training variant's (--attribute-demos) as skill-variant
+    expert = {"-".join(p for p in parse_task(t) if p != "seen"): r["expert_success"]
+              for t, r in record_report["tasks"].items()}
     splits, episodes, per_skill, acted_on = {}, {}, {}, {}
     for split, group in SPLITS.items():
         successes = [s for t in groups[group] for s in per_task[t]["successes"]]
@@ -87,7 +90,7 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
     return {"expert": expert, "splits": splits, "episodes": episodes, "chance": chance,
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
-            "demos_per_skill": args.demos_per_skill, "train_steps": args.steps, "eval_seed": EVAL_SEED,
+            "demos_per_skill": args.demos_per_skill, "attribute_demos": args.attribute_tasks, "train_steps": args.steps, "eval_seed": EVAL_SEED,
             "decoding": decoding, "argmax_dims": argmax_dims, "chunking": args.chunking,
             # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
             "action_noise": args.action_noise,
@@ -143,6 +146,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skill-demos", nargs="*", default=["lift=600", "place=600"], metavar="SKILL=N",
                         help="more (or fewer) demonstrations of these skills than --demos (default: %(default)s; "
                              "none listed: --demos of every skill)")
+    parser.add_argument("--attribute-demos", nargs="*", default=[], metavar="VARIANT=N",
+                        help="also N demonstrations per skill of a training variant that names the target by one "
+                             "attribute: by-shape=N, by-color=N (default: none)")
     # 10,000 steps: 47.8 and 53.5 min alone on this 2-core machine (the issue allows 60). At 5200 the runs were
     # still learning when the schedule ended, and the three seeds' mean was 12 to 14 points lower (README, tabletop)
     parser.add_argument("--steps", type=int, default=10_000, help="training steps (batch 32)")
@@ -160,6 +166,7 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--action-noise must be >= 0, got {args.action_noise}")
     try:
         args.demos_per_skill = demos_per_skill(args.demos, args.skill_demos)
+        args.attribute_tasks = attribute_tasks(args.attribute_demos)
     except ValueError as e:
         parser.error(str(e))
     return args
@@ -176,14 +183,26 @@ def demos_per_skill(demos: int, overrides: list[str]) -> dict[str, int]:
     return counts
 
 
+def attribute_tasks(items: list[str]) -> dict[str, int]:
+    """--attribute-demos' VARIANT=N -> {task: N} for every skill's task of that variant."""
+    counts = {}
+    for item in items:
+        variant, _, n = item.partition("=")
+        if variant not in ("by-shape", "by-color") or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--attribute-demos takes by-shape=N or by-color=N with N >= 1; got {item!r}")
+        counts |= {f"tabletop-{skill}-{variant}": int(n) for skill in SKILLS}
+    return counts
+
+
 def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
     groups = get_suite("tabletop").groups()
-    store, report = record_stage(args.out, groups["tabletop"], args.demos, args.image_size, progress,
-                                 action_noise=args.action_noise,
-                                 demos_for={f"tabletop-{k}": n for k, n in args.demos_per_skill.items()})
+    store, report = record_stage(args.out, groups["tabletop"] + list(args.attribute_tasks), args.demos,
+                                 args.image_size, progress, action_noise=args.action_noise,
+                                 demos_for={f"tabletop-{k}": n for k, n in args.demos_per_skill.items()}
+                                 | args.attribute_tasks)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,

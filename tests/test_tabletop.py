@@ -29,7 +29,8 @@ SUITE = get_suite("tabletop")
 
 
 @pytest.mark.parametrize("task", ["tabletop-touch", "tabletop-push", "tabletop-lift", "tabletop-place",
-                                  "tabletop-place-heldout-compositions", "tabletop-push-swapped"])
+                                  "tabletop-place-heldout-compositions", "tabletop-push-swapped",
+                                  "tabletop-lift-by-shape", "tabletop-place-by-color"])
 def test_expert_solves_every_skill(task):
     env = make_env(task, image_size=TINY_IMAGE)
     expert = SUITE.make_expert(env)
@@ -86,6 +87,26 @@ def test_every_instruction_names_exactly_one_object_of_its_scene(split):
             assert gaps.min() >= 0.11 - 1e-3  # nothing overlaps (positions are rounded to 0.1 mm)
 
 
+@pytest.mark.parametrize("naming", ["shape", "color"])
+def test_an_instruction_naming_one_attribute_picks_its_target_by_that_attribute_alone(naming):
+    """by-shape: the target's shape is its own in the scene and its color another's, and the instruction says the
+    shape but not the color (by-color: the other way round); targets and distractors stay within training's pairs."""
+    said, unsaid = (1, 0) if naming == "shape" else (0, 1)  # index in (color, shape)
+    for skill in SKILLS:
+        for seed in range(100):
+            scene, goal = sample_episode(skill, f"by-{naming}", seed)
+            target = (goal.color, goal.shape)
+            pairs = [(o.color, o.shape) for o in scene.objects]
+            assert goal.naming == naming and target in seen_pairs(skill) and pairs.count(target) == 1
+            assert [p[said] for p in pairs].count(target[said]) == 1, (pairs, target)
+            assert [p[unsaid] for p in pairs].count(target[unsaid]) == 2, (pairs, target)
+            assert not set(pairs) & HELDOUT_PAIRS
+            words = goal.instruction.replace(f"{goal.pad} pad", "").split()
+            assert target[said] in words and target[unsaid] not in words, goal.instruction
+            assert goal.to_json()["naming"] == naming
+    assert "naming" not in sample_episode("touch", "seen", 0)[1].to_json()  # goals stored before it still match
+
+
 def test_splits_are_disjoint():
     for skill in SKILLS:
         heldout = HELDOUT_PAIRS | HELDOUT_SKILL_PAIRS[skill]
@@ -99,7 +120,8 @@ def test_splits_are_disjoint():
             assert not {(o.color, o.shape) for o in scene.objects} & HELDOUT_PAIRS
             goal = sample_episode(skill, "heldout-compositions", seed)[1]
             assert (goal.color, goal.shape) in heldout
-    train = {i for t in resolve_tasks(["tabletop"]) for i in SUITE.instructions(t)}
+    train = {i for t in resolve_tasks(["tabletop", "tabletop-by-shape", "tabletop-by-color"])
+             for i in SUITE.instructions(t)}
     for group in ("tabletop-heldout-compositions", "tabletop-heldout-paraphrases", "tabletop-heldout-words"):
         held = {i for t in resolve_tasks([group]) for i in SUITE.instructions(t)}
         assert held and not held & train, group

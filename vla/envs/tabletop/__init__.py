@@ -8,6 +8,7 @@ import itertools
 from vla.envs.suite import Suite, displacement_limits
 from vla.envs.tabletop.env import (
     CAMERAS,
+    SPLITS,
     VARIANTS,
     TabletopEnv,
     episode_of,
@@ -17,7 +18,7 @@ from vla.envs.tabletop.env import (
     task_names,
 )
 from vla.envs.tabletop.expert import TabletopExpert
-from vla.envs.tabletop.language import DIRECTIONS, SKILLS, TEMPLATES, Goal, target_pairs, templates
+from vla.envs.tabletop.language import DIRECTIONS, SKILLS, TEMPLATES, Goal, naming_of, target_pairs, templates
 from vla.envs.tabletop.scene import COLORS, N_OBJECTS
 from vla.schema import Schema
 
@@ -53,9 +54,10 @@ class TabletopSuite(Suite):
         skill, variant = parse_task(task)
         if variant == "blind":
             return [""]
-        split = variant if variant.startswith("heldout") else "seen"
+        split = variant if variant in SPLITS else "seen"
+        naming = naming_of(split)
         extras = {"push": [{"direction": d} for d in DIRECTIONS], "place": [{"pad": c} for c in COLORS]}
-        goals = (Goal(skill, c, s, template=t, **extra)
+        goals = (Goal(skill, c, s, template=t, naming=naming, **extra)
                  for (c, s), t, extra in itertools.product(target_pairs(skill, split), templates(skill, split),
                                                            extras.get(skill, [{}])))
         return sorted({g.instruction for g in goals})

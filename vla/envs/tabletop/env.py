@@ -9,7 +9,9 @@ them structured, `info["is_success"]` judges the goal of the instruction the pol
 Task names are `tabletop-<skill>` (the seen split) and `tabletop-<skill>-<variant>`, where the variant is a
 held-out split (`heldout-compositions`, `heldout-paraphrases`, `heldout-words`: see language.py) or an ablation:
 - `blind`: a seen episode with the instruction blanked (success is still judged against its goal);
-- `swapped`: the scene of the seen episode of the same seed, with an instruction naming another of its objects.
+- `swapped`: the scene of the seen episode of the same seed, with an instruction naming another of its objects;
+or a training variant that names the target by one attribute, in a scene where it alone picks the target
+(`by-shape`, `by-color`: language.attribute_scene_objects).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from vla.envs.tabletop.language import (
     HELDOUT_PAIRS,
     SKILLS,
     Goal,
+    attribute_scene_objects,
     draw_goal,
+    naming_of,
     scene_objects,
     seen_pairs,
     target_pairs,
@@ -54,7 +58,9 @@ CAMERAS = ("scene", "wrist")
 FRAME_SKIP = 5
 CONTROL_HZ = 1 / (FRAME_SKIP * 0.0025)  # 80 Hz: Meta-World's frame skip and timestep, which the arm model keeps
 ACTION_SCALE = 0.01  # m of mocap motion per unit of action per step, as Meta-World
-VARIANTS = ("heldout-compositions", "heldout-paraphrases", "heldout-words", "blind", "swapped")
+VARIANTS = ("heldout-compositions", "heldout-paraphrases", "heldout-words", "blind", "swapped", "by-shape", "by-color")
+# the variants that draw their own scenes and goals (the others are the seen split's, ablated)
+SPLITS = ("seen", "heldout-compositions", "heldout-paraphrases", "heldout-words", "by-shape", "by-color")
 
 # Success thresholds (m)
 PUSH_DISTANCE = 0.08
@@ -94,16 +100,22 @@ def schema_cameras(schema: Schema) -> tuple[int, tuple[str, ...]]:
 
 
 def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
-    """The scene and goal of a seed: the target and three distractors (`scene_objects`), and two pads."""
-    rng = np.random.default_rng([seed, SKILLS.index(skill), 0 if split == "seen" else 1 + ("heldout" in split)])
+    """The scene and goal of a seed of a split (`SPLITS`): the target and three distractors (`scene_objects`, or
+    `attribute_scene_objects` where the split names the target by one attribute), and two pads."""
+    naming = naming_of(split)
+    # the random stream of each split (the held-out ones share one: they differ in targets or templates)
+    stream = {"seen": 0, "by-shape": 4, "by-color": 5}.get(split, 1 + ("heldout" in split))
+    rng = np.random.default_rng([seed, SKILLS.index(skill), stream])
     pairs = target_pairs(skill, split)
     target = pairs[rng.integers(len(pairs))]
     # held-out pairs appear only in the held-out-composition split, as its targets or beside them
-    objects = scene_objects(rng, target, frozenset() if split == "heldout-compositions" else HELDOUT_PAIRS)
+    avoid = frozenset() if split == "heldout-compositions" else HELDOUT_PAIRS
+    objects = (scene_objects(rng, target, avoid) if naming == "both" else
+               attribute_scene_objects(rng, target, naming, avoid))
     rng.shuffle(objects)
     pad_colors = [str(c) for c in rng.choice(list(COLORS), N_PADS, replace=False)]
     xy = sample_positions(rng, len(objects) + N_PADS)
-    goal = draw_goal(rng, skill, split, target, pad_colors)
+    goal = draw_goal(rng, skill, split, target, pad_colors, naming)
     hand = HAND_LOW + rng.random(3) * (HAND_HIGH - HAND_LOW)  # drawn last: the rest of a seed's episode is as before
     scene = Scene(objects=tuple(SceneObject(c, s, p) for (c, s), p in zip(objects, xy, strict=False)),
                   pads=tuple(zip(pad_colors, xy[len(objects):], strict=True)), hand=tuple(map(float, hand)))
@@ -112,7 +124,7 @@ def sample_episode(skill: str, split: str, seed: int) -> tuple[Scene, Goal]:
 
 def episode_of(skill: str, variant: str, seed: int) -> tuple[Scene, Goal]:
     """The scene and the goal given to the policy in a seed's episode of a task (`parse_task`'s skill, variant)."""
-    scene, goal = sample_episode(skill, variant if variant.startswith("heldout") else "seen", seed)
+    scene, goal = sample_episode(skill, variant if variant in SPLITS else "seen", seed)
     return scene, swapped_goal(scene, goal, seed) if variant == "swapped" else goal
 
 
