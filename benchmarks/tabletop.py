@@ -90,7 +90,8 @@ def summarize(args, record_report: dict, per_task: dict[str, dict], progress: Pr
     return {"expert": expert, "splits": splits, "episodes": episodes, "chance": chance,
             "train_s": progress.data["stage_s"].get("train", 0.0), "per_skill": per_skill, "acted_on": acted_on,
             "checks": checks,
-            "demos_per_skill": args.demos_per_skill, "attribute_demos": args.attribute_tasks, "train_steps": args.steps, "eval_seed": EVAL_SEED,
+            "demos_per_skill": args.demos_per_skill, "attribute_demos": args.attribute_tasks,
+            "train_steps": args.steps, "eval_seed": EVAL_SEED,
             "decoding": decoding, "argmax_dims": argmax_dims, "chunking": args.chunking,
             # with DART noise, `expert` is the noisy expert's success (the clean one's is 100%, README)
             "action_noise": args.action_noise,

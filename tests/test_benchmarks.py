@@ -193,7 +193,8 @@ def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     _fake_tabletop_run(tmp_path / "a", 0, {t: [True, False] for t in tasks})
     _fake_tabletop_run(tmp_path / "b", 1, {})
-    args = Namespace(action_noise=0.0, demos_per_skill={}, attribute_tasks={}, steps=10, chunking="naive", decoding=None, argmax_dims=None)
+    args = Namespace(action_noise=0.0, demos_per_skill={}, attribute_tasks={}, steps=10, chunking="naive",
+                     decoding=None, argmax_dims=None)
     experts = {"tasks": {f"tabletop-{skill}": {"expert_success": 1.0} for skill in ("touch", "push", "lift", "place")}}
     per_task = {t: {"successes": [True, True], "success_rate": 1.0} for t in tasks}
     results = summarize(args, experts, per_task, Progress(tmp_path / "b"),
