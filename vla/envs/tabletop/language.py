@@ -14,6 +14,8 @@ Training may also name a target by one attribute, in a scene where that attribut
 object shares its shape with another. A held-out pair is read through both its words, and instructions that
 name both let a policy lean on the color word (the keypoint head's misses on held-out pairs went to the named
 color three times out of four, session 45): naming the shape alone asks it to read the shape word on its own.
+Measured in session 46, it moved those misses to the named shape without making them fewer, and held-out
+compositions did not rise (benchmarks/results/tabletop_history.md), so the benchmark's default data has none.
 """
 
 from __future__ import annotations
