@@ -38,7 +38,7 @@ from stages import (EVAL_SEED, Progress, add_decoding_options, checkpoint_settin
 
 from vla.envs import get_suite
 from vla.envs.tabletop.env import OUTCOMES, parse_task
-from vla.envs.tabletop.language import SKILLS, heldout_pair_names
+from vla.envs.tabletop.language import ATTRIBUTE_VARIANTS, SKILLS, heldout_pair_names
 
 SPLITS = {"seen": "tabletop-seen", "heldout_compositions": "tabletop-heldout-compositions",
           "heldout_paraphrases": "tabletop-heldout-paraphrases", "heldout_words": "tabletop-heldout-words",
@@ -189,8 +189,9 @@ def attribute_tasks(items: list[str]) -> dict[str, int]:
     counts = {}
     for item in items:
         variant, _, n = item.partition("=")
-        if variant not in ("by-shape", "by-color") or not n.isdigit() or int(n) < 1:
-            raise ValueError(f"--attribute-demos takes by-shape=N or by-color=N with N >= 1; got {item!r}")
+        if variant not in ATTRIBUTE_VARIANTS or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--attribute-demos takes VARIANT=N, VARIANT one of {', '.join(ATTRIBUTE_VARIANTS)} and "
+                             f"N >= 1; got {item!r}")
         counts |= {f"tabletop-{skill}-{variant}": int(n) for skill in SKILLS}
     return counts
 

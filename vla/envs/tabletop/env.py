@@ -24,6 +24,7 @@ import numpy as np
 from vla.envs.render import FastRenderer
 from vla.envs.suite import cameras_of, checked_action
 from vla.envs.tabletop.language import (
+    ATTRIBUTE_VARIANTS,
     DIRECTIONS,
     HELDOUT_PAIRS,
     SKILLS,
@@ -58,9 +59,10 @@ CAMERAS = ("scene", "wrist")
 FRAME_SKIP = 5
 CONTROL_HZ = 1 / (FRAME_SKIP * 0.0025)  # 80 Hz: Meta-World's frame skip and timestep, which the arm model keeps
 ACTION_SCALE = 0.01  # m of mocap motion per unit of action per step, as Meta-World
-VARIANTS = ("heldout-compositions", "heldout-paraphrases", "heldout-words", "blind", "swapped", "by-shape", "by-color")
+HELDOUT_SPLITS = ("heldout-compositions", "heldout-paraphrases", "heldout-words")
+VARIANTS = (*HELDOUT_SPLITS, "blind", "swapped", *ATTRIBUTE_VARIANTS)
 # the variants that draw their own scenes and goals (the others are the seen split's, ablated)
-SPLITS = ("seen", "heldout-compositions", "heldout-paraphrases", "heldout-words", "by-shape", "by-color")
+SPLITS = ("seen", *HELDOUT_SPLITS, *ATTRIBUTE_VARIANTS)
 
 # Success thresholds (m)
 PUSH_DISTANCE = 0.08

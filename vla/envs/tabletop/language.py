@@ -66,11 +66,12 @@ ALL_PAIRS = [(c, s) for c in COLORS for s in SHAPES]
 # How an instruction names its target: by color and shape (every split), or by the one attribute that alone picks
 # it in its scene (training variants `by-shape`, `by-color`).
 NAMINGS = ("both", "shape", "color")
+ATTRIBUTE_VARIANTS = tuple(f"by-{n}" for n in NAMINGS[1:])  # the training variants: by-shape, by-color
 
 
 def naming_of(split: str) -> str:
     """How a split's instructions name the target: `by-shape` by its shape, `by-color` by its color, others by both."""
-    return split.removeprefix("by-") if split.startswith("by-") else "both"
+    return split.removeprefix("by-") if split in ATTRIBUTE_VARIANTS else "both"
 
 
 @dataclass(frozen=True)
