@@ -222,6 +222,25 @@ def test_streamed_and_in_memory_loading_agree_and_workers_do_not_change_batches(
     assert not np.array_equal(single[0]["images"], single[1]["images"])  # steps draw different batches
 
 
+def test_episode_sampling_weighs_every_demonstration_alike(tmp_path):
+    from vla.train import TrainConfig
+
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    for i, n in enumerate([2, 50, 8]):
+        store.add_episode(episode(n, i), task=f"t{i}", seed=i, success=True)
+    dataset = ChunkDataset(store, 4)
+    rng = np.random.default_rng(0)
+    share = {by: np.bincount(dataset.episode_of_frame[dataset.sample(rng, 30000, by)], minlength=3) / 30000
+             for by in ("frame", "episode")}
+    np.testing.assert_allclose(share["frame"], [2 / 60, 50 / 60, 8 / 60], atol=0.02)
+    np.testing.assert_allclose(share["episode"], [1 / 3] * 3, atol=0.02)
+    assert set(dataset.sample(rng, 5000, "episode").tolist()) == set(range(60))  # every frame, none outside
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        dataset.sample(rng, 1, "task")
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        TrainConfig(sampling="task")
+
+
 def test_structured_goals_are_kept_and_a_store_older_than_them_still_opens(tmp_path):
     import shutil
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from vla.cpu_memory import keep_freed_memory, release_freed_memory
-from vla.datasets.chunk_dataset import ChunkDataset, StepBatches, open_source, step_loader, step_seed
+from vla.datasets.chunk_dataset import SAMPLING, ChunkDataset, StepBatches, open_source, step_loader, step_seed
 from vla.datasets.stats import store_stats
 from vla.model.vla_model import VLAConfig
 from vla.plots import plot_loss_curve
@@ -50,6 +50,9 @@ class TrainConfig:
     # goal a few pixels wide against the state: Meta-World trains with 0 (MT10 47.0 to 61.0%, README), the
     # tabletop measured level either way; `make demo`'s figures were measured with 4.
     shift_pixels: int = 4
+    # How a batch's frames are drawn (chunk_dataset.SAMPLING): "frame", every frame alike; "episode", every
+    # demonstration alike, whatever its length.
+    sampling: str = "frame"
     save_every: int = 500
     num_workers: int | None = None  # loader processes; None: 0 when the images fit in memory, else 2
     max_memory_gb: float = 4.0  # images up to this size are read into memory, larger datasets per batch
@@ -70,6 +73,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sampling not in SAMPLING:
+            raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -190,7 +195,8 @@ def train_run(cfg: TrainConfig) -> Path:
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training",
                disable=not accelerator.is_main_process)
     t0, seen = time.perf_counter(), 0
-    batches = StepBatches(dataset, cfg.batch_size, cfg.seed, accelerator.process_index, cfg.shift_pixels)
+    batches = StepBatches(dataset, cfg.batch_size, cfg.seed, accelerator.process_index, cfg.shift_pixels,
+                          cfg.sampling)
     model.train()
     # In memory, a batch is a few gathers (~1 ms) and worker processes would only add IPC; streamed from
     # disk, two workers keep decompression off the training process (benchmarks/data_loading.py).

@@ -82,6 +82,19 @@ class ChunkDataset(torch.utils.data.Dataset):
         self.keyframe_state = self.state[np.repeat(keyframes, lengths)]
         # each frame's episode's first gripper change, or its start where the gripper never changes
         self.grasp_of_frame = np.repeat(np.where(keyframes < ends - 1, keyframes, starts), lengths)
+        self.starts, self.lengths = starts, lengths
+
+    def sample(self, rng: np.random.Generator, n: int, by: str = "frame") -> np.ndarray:
+        """n frame indices. "frame": every frame equally likely, so long episodes weigh more; "episode": an episode
+        drawn uniformly, then one of its frames, so every demonstration weighs the same, and with as many
+        demonstrations per task every task does (Meta-World's short tasks, reach, push and pick-place, hold 6 to
+        8% of MT10's frames against 13.5% for peg-insert-side)."""
+        if by == "frame":
+            return rng.integers(0, len(self.state), n)
+        if by == "episode":
+            episodes = rng.integers(0, len(self.starts), n)
+            return self.starts[episodes] + (rng.random(n) * self.lengths[episodes]).astype(np.int64)
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {by!r}")
 
     def first_frames(self, n: int) -> np.ndarray:
         """The indices of each episode's first n frames (all of a shorter episode's)."""
@@ -130,6 +143,9 @@ def random_shift(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.n
     return out
 
 
+SAMPLING = ("frame", "episode")
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return seed * 1_000_003 + step * 1009 + rank
 
@@ -137,16 +153,17 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 class StepBatches(torch.utils.data.Dataset):
     """Item s = the training batch of step s (see the module docstring); use with batch_size=None."""
 
-    def __init__(self, dataset: ChunkDataset, batch_size: int, seed: int, rank: int = 0, shift_pixels: int = 0):
+    def __init__(self, dataset: ChunkDataset, batch_size: int, seed: int, rank: int = 0, shift_pixels: int = 0,
+                 sampling: str = "frame"):
         self.dataset, self.batch_size, self.seed, self.rank = dataset, batch_size, seed, rank
-        self.shift_pixels = shift_pixels
+        self.shift_pixels, self.sampling = shift_pixels, sampling
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, step: int) -> dict:
         rng = np.random.default_rng(step_seed(self.seed, step, self.rank))
-        batch = self.dataset.get_batch(rng.integers(0, len(self.dataset), self.batch_size))
+        batch = self.dataset.get_batch(self.dataset.sample(rng, self.batch_size, self.sampling))
         batch["images"] = random_shift(batch["images"], self.shift_pixels, rng)
         return batch
 
