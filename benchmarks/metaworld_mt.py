@@ -51,10 +51,11 @@ PUBLISHED = {
 # hours. Without random-shift augmentation (TRAIN_OVERRIDES) the small-goal tasks keep learning with more passes
 # over the data: MT10 scored 61.0% at 6000 steps, 67.5% at 18000 and 78.5% at 24000 (reach 5, 30, 40%; push 5,
 # 15, 60%; pick-place 0, 10, 50%), whose training took 40.7 min at ~310 samples/s, 52.8 min of stages in all
-# (session 47, training seed 0); training seed 1 scored 60.0% at 24000 (push and pick-place 0%: session 48). With the augmentation, 9000 steps had given 43% against 42%. MT50's 60000
-# steps are ~10 passes over its ~190k frames, where MT10's 24000 are ~21 over its ~37k: what fits 4 hours (~100
-# min at that speed, beside ~45 min of recording and ~60 of evaluation). MT50 was last measured at 25000 steps
-# with the augmentation (README); these 60000 are not measured yet.
+# (session 47, training seed 0); training seed 1 scored 60.0% at 24000 (push and pick-place 0%: session 48).
+# With the augmentation, 9000 steps had given 43% against 42%. MT50's 60000 steps are ~10 passes over its ~190k
+# frames, where MT10's 24000 are ~21 over its ~37k: what fits 4 hours (~100 min at that speed, beside ~45 min of
+# recording and ~60 of evaluation). MT50 was last measured at 25000 steps with the augmentation (README); these
+# 60000 are not measured yet.
 STEPS = {"mt10": 24000, "mt50": 60000}
 # MT50's ~190k frames are ~5 GB of 96x96 images: held in memory (this machine has 24 GiB), a batch is a few
 # array gathers instead of zarr chunk decoding in loader processes that would share the 2 cores with training.
