@@ -8,7 +8,8 @@ the published VLA rows.
    from the seed after the last one stored; reports each expert's own success rate and every shortfall).
 2. train: one VLA on all of them (vla.train, checkpoints every `--save-every` steps; resumes from the last).
 3. evaluate: `--eval-episodes` episodes per task on held-out seeds (100000+) with Meta-World's 500-step
-   limit; each task's result is saved as it finishes (DIR/eval/<task>.json), so a rerun skips it.
+   limit, tasks side by side in `--eval-workers` processes (default 2); each task's result is saved as it finishes
+   (DIR/eval/<task>.json), so a rerun skips it.
    `--decoding` and `--argmax-dims` evaluate the same weights decoded otherwise (e.g. `--argmax-dims 3`: the
    gripper by its likeliest bin, as the tabletop policy decodes it), kept apart in DIR/eval-<...>/.
 4. report: per-task, per-group, mean over tasks and mean of group means, printed beside the published rows,
@@ -30,7 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 
-from stages import (EVAL_SEED, Progress, add_decoding_options, decoding_used, describe_decoding, evaluate_stage,
+from stages import (EVAL_SEED, Progress, add_eval_options, decoding_used, describe_decoding, evaluate_stage,
                     plot_cameras, record_stage, train_stage)
 
 from vla.envs.metaworld import MetaWorldSuite
@@ -151,7 +152,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--start-noise", type=float, default=0.0,
                         help="metres: the hand's start drawn per recorded episode within +- this of Meta-World's "
                              "fixed one, on each axis (evaluation keeps Meta-World's; 0: its own start)")
-    add_decoding_options(parser)
+    add_eval_options(parser)
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
     from vla.envs import resolve_tasks
@@ -176,7 +177,7 @@ def main() -> None:
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress,
-                              args.decoding, args.argmax_dims, args.chunking)
+                              args.decoding, args.argmax_dims, args.chunking, args.eval_workers)
     results = summarize(args, per_task, progress, *decoding_used(checkpoint, args.decoding, args.argmax_dims))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "groups.png")

@@ -3,6 +3,7 @@ and the time each took over every sitting. Shared by metaworld_mt.py and tableto
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -85,9 +86,16 @@ def eval_folder(out: Path, own: dict, decoding: str | None = None, argmax_dims: 
     return out / (name if chunking == "naive" else f"{name}-{chunking}")
 
 
-def add_decoding_options(parser) -> None:
-    """--decoding and --argmax-dims: evaluate the same weights decoded otherwise than the checkpoint says, each
-    decoding's results kept apart (`eval_folder`), so one run can be compared with itself."""
+def at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def add_eval_options(parser) -> None:
+    """--decoding, --argmax-dims and --chunking: evaluate the same weights decoded otherwise than the checkpoint
+    says, each decoding's results kept apart (`eval_folder`), so one run can be compared with itself;
+    --eval-workers: how many processes evaluate (the results are the same; only the wall time differs)."""
     from vla.model.vla_model import DECODING
 
     parser.add_argument("--decoding", choices=DECODING, default=None,
@@ -100,6 +108,8 @@ def add_decoding_options(parser) -> None:
     parser.add_argument("--chunking", choices=LOCKSTEP_METHODS, default="naive",
                         help="ensemble: average every live chunk's action for each tick (ACT's temporal ensembling), "
                              "kept apart in DIR/eval...-ensemble")
+    parser.add_argument("--eval-workers", type=at_least_one, default=2,
+                        help="processes that evaluate tasks side by side, one torch thread each (1: in this process)")
 
 
 def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None) -> tuple[str, list[int]]:
@@ -138,33 +148,70 @@ def describe_decoding(results: dict) -> str:
             + (", overlapping chunks averaged (temporal ensembling)" if ensembled else ""))
 
 
-def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
-                   progress: Progress, decoding: str | None = None, argmax_dims: list[int] | None = None,
-                   chunking: str = "naive") -> dict[str, dict]:
-    """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
-    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's;
-    `chunking` is vla.evaluate.EvalConfig's. -> task -> vla.evaluate's per-task result."""
-    from vla.evaluate import evaluate_policy, override_decoding
+_eval_policy = None  # one per evaluation worker process
+
+
+def _load_eval_policy(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None, chunking: str,
+                      threads: int | None = None) -> dict:
+    """The checkpoint's policy, decoded as asked, in this process (`threads`: torch's, in a worker); -> the
+    decoding the checkpoint itself asks for (read before overriding, which changes the policy's config)."""
+    import torch
+
+    from vla.evaluate import override_decoding
     from vla.policies.registry import load_policy
     from vla.runtime.chunking import lockstep
 
+    global _eval_policy
+    if threads:
+        torch.set_num_threads(threads)
     policy = load_policy(checkpoint)
     own = {k: getattr(policy.cfg, k) for k in ("decoding", "argmax_dims")} if hasattr(policy, "cfg") else {}
+    _eval_policy = lockstep(override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims),
+                            chunking)
+    return own
+
+
+def _evaluate_task(job: tuple[str, int, int | None]) -> tuple[str, dict]:
+    from vla.evaluate import evaluate_policy
+
+    task, episodes, max_episode_steps = job
+    r = evaluate_policy(_eval_policy, [task], episodes, EVAL_SEED, max_episode_steps, episodes, _eval_policy.schema,
+                        out=None, video=False)
+    return task, r["tasks"][task]
+
+
+def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int, max_episode_steps: int | None,
+                   progress: Progress, decoding: str | None = None, argmax_dims: list[int] | None = None,
+                   chunking: str = "naive", workers: int = 2) -> dict[str, dict]:
+    """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
+    (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's;
+    `chunking` is vla.evaluate.EvalConfig's. Tasks run in `workers` processes of one torch thread each: one
+    process steps, renders and decodes in turn and leaves much of the second core idle (two: 1.57x on an MT10
+    checkpoint, every episode ending the same way; README). -> task -> vla.evaluate's per-task result."""
+    import multiprocessing as mp
+
+    own = _load_eval_policy(checkpoint, decoding, argmax_dims, chunking)
     folder = eval_folder(out, own, decoding, argmax_dims, chunking)
-    policy = lockstep(override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims), chunking)
     folder.mkdir(exist_ok=True)
-    results = {}
-    for task in tasks:
-        path = folder / f"{task}.json"
-        if not path.is_file():
-            t0 = time.perf_counter()
-            r = evaluate_policy(policy, [task], episodes, EVAL_SEED, max_episode_steps, episodes, policy.schema,
-                                out=None, video=False)
-            path.write_text(json.dumps(r["tasks"][task]))
-            progress.add("evaluate", time.perf_counter() - t0)
-            print(f"{task}: {r['tasks'][task]['success_rate']:.0%}", flush=True)
-        results[task] = json.loads(path.read_text())
-    return results
+    todo = [(task, episodes, max_episode_steps) for task in tasks if not (folder / f"{task}.json").is_file()]
+    if workers > 1 and len(todo) > 1:
+        pool = mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_load_eval_policy,
+                                            initargs=(checkpoint, decoding, argmax_dims, chunking, 1))
+        finished = pool.imap_unordered(_evaluate_task, todo)
+    else:
+        pool, finished = None, map(_evaluate_task, todo)
+    last = time.perf_counter()
+    try:
+        for task, result in finished:  # saved as each finishes; the stage's time is its wall time
+            (folder / f"{task}.json").write_text(json.dumps(result))
+            now = time.perf_counter()
+            progress.add("evaluate", now - last)
+            last = now
+            print(f"{task}: {result['success_rate']:.0%}", flush=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return {task: json.loads((folder / f"{task}.json").read_text()) for task in tasks}
 
 
 def plot_cameras(path: Path, tasks: list[str], image_size: int, cameras: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
-from stages import (EVAL_SEED, Progress, add_decoding_options, checkpoint_settings, decoding_used, describe_decoding,
+from stages import (EVAL_SEED, Progress, add_eval_options, checkpoint_settings, decoding_used, describe_decoding,
                     evaluate_stage, plot_cameras, record_stage, train_stage)
 
 from vla.envs import get_suite
@@ -159,7 +159,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="DART: std of the noise on the expert's executed actions while recording (0: clean)")
-    add_decoding_options(parser)
+    add_eval_options(parser)
     parser.add_argument("--set", nargs="*", default=[],
                         help=f"vla-train overrides, after the policy's own ({' '.join(POLICY)}), so they win")
     args = parser.parse_args()
@@ -208,7 +208,7 @@ def main() -> None:
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, POLICY + args.set, progress)
     tasks = [t for group in SPLITS.values() for t in groups[group]]
     per_task = evaluate_stage(args.out, checkpoint, tasks, args.eval_episodes, args.max_episode_steps, progress,
-                              args.decoding, args.argmax_dims, args.chunking)
+                              args.decoding, args.argmax_dims, args.chunking, args.eval_workers)
     results = summarize(args, report, per_task, progress, checkpoint)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "splits.png")

@@ -51,8 +51,10 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
     assert (out / "groups.png").stat().st_size > 0 and (out / "cameras.png").stat().st_size > 0
     assert results["argmax_dims"] == []  # the checkpoint's own decoding
 
-    # the same weights with the gripper by its likeliest bin: evaluated apart, nothing trained again
-    regrip = subprocess.run(cmd + ["--argmax-dims", "3"], capture_output=True, text=True, timeout=600, check=False)
+    # the same weights with the gripper by its likeliest bin: evaluated apart, nothing trained again (and in this
+    # process: the run above evaluated its two tasks in two worker processes)
+    regrip = subprocess.run(cmd + ["--argmax-dims", "3", "--eval-workers", "1"], capture_output=True, text=True,
+                            timeout=600, check=False)
     assert regrip.returncode == 0, regrip.stderr[-2000:]
     assert sorted(p.name for p in (out / "eval-argmax3").iterdir()) == sorted(p.name for p in (out / "eval").iterdir())
     assert json.loads((out / "results.json").read_text())["argmax_dims"] == [3]

@@ -8,9 +8,12 @@ in an episode the hand's position along its path says where it is heading (the s
 Session 47 found reach-v3's first action constant across 50 training episodes (std 0.000) with random-shift
 augmentation and correlated 0.87/0.88 (x/z) with the expert's without it.
 
-Usage: first_action_check.py RUN_DIR [RUN_DIR...]   (RUN_DIR holds demos.zarr and train/, as metaworld_mt.py writes)
-Prints one JSON line per run and task.
+Usage: first_action_check.py RUN_DIR [RUN_DIR...] [--steps 6000,12000,...]
+RUN_DIR holds demos.zarr and train/, as metaworld_mt.py writes. `--steps` probes the training checkpoints saved at
+those steps (train/checkpoints/step_NNNNNN) instead of the final weights: when, if ever, a run learned to find the goal.
+Prints one JSON line per run, checkpoint and task.
 """
+import argparse
 import json
 import os
 import sys
@@ -38,8 +41,11 @@ def first_frames(store: EpisodeStore) -> dict[str, tuple[np.ndarray, list[str]]]
     return {task: (np.asarray(frames), instructions) for task, (frames, instructions) in by_task.items()}
 
 
-def check(run: Path) -> list[dict]:
-    policy = VLAPolicy.from_pretrained(run / "train")
+def check(run: Path, step: int | None = None) -> list[dict]:
+    weights = run / "train" if step is None else run / "train" / "checkpoints" / f"step_{step:06d}"
+    if not weights.is_dir():
+        sys.exit(f"no checkpoint at {weights}")
+    policy = VLAPolicy.from_pretrained(weights)
     store = EpisodeStore.open(run / "demos.zarr")
     rows = []
     for task, (frames, instructions) in sorted(first_frames(store).items()):
@@ -51,7 +57,7 @@ def check(run: Path) -> list[dict]:
         # None where an axis does not vary (reach's dy is always the clipped 1.0) or the policy's is constant
         corr = [round(float(np.corrcoef(p, d)[0, 1]), 2) if p.std() > 1e-6 and d.std() > 1e-6 else None
                 for p, d in zip(predicted.T, demonstrated.T, strict=True)]
-        rows.append({"run": str(run), "task": task, "episodes": len(frames),
+        rows.append({"run": str(run), "step": step, "task": task, "episodes": len(frames),
                      "std_policy": [round(float(x), 3) for x in predicted.std(0)],
                      "std_demo": [round(float(x), 3) for x in demonstrated.std(0)],
                      "corr": corr, "mae": round(float(np.abs(predicted - demonstrated).mean()), 3)})
@@ -59,8 +65,12 @@ def check(run: Path) -> list[dict]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    for arg in sys.argv[1:]:
-        for row in check(Path(arg)):
-            print(json.dumps(row))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=[None],
+                        help="checkpoint steps to probe, comma-separated (default: the final weights)")
+    args = parser.parse_args()
+    for run in args.runs:
+        for step in args.steps:
+            for row in check(run, step):
+                print(json.dumps(row))
