@@ -186,7 +186,7 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     """`episodes` episodes per task on held-out seeds (EVAL_SEED+); each task's result is saved as it finishes
     (`eval_folder`/<task>.json), so a rerun skips it. `decoding` and `argmax_dims` override the checkpoint's;
     `chunking` is vla.evaluate.EvalConfig's. Tasks run in `workers` processes of one torch thread each: one
-    process steps, renders and decodes in turn and leaves much of the second core idle (two: 1.57x on an MT10
+    process steps, renders and decodes in turn and leaves much of the second core idle (two: 1.6x on an MT10
     checkpoint, every episode ending the same way; README). -> task -> vla.evaluate's per-task result."""
     import multiprocessing as mp
 
