@@ -95,7 +95,7 @@ def at_least_one(text: str) -> int:
 def add_eval_options(parser) -> None:
     """--decoding, --argmax-dims and --chunking: evaluate the same weights decoded otherwise than the checkpoint
     says, each decoding's results kept apart (`eval_folder`), so one run can be compared with itself;
-    --eval-workers: how many processes evaluate (the results are the same; only the wall time differs)."""
+    --eval-workers: how many processes evaluate (on an MT10 checkpoint every episode ended the same either way)."""
     from vla.model.vla_model import DECODING
 
     parser.add_argument("--decoding", choices=DECODING, default=None,

@@ -27,7 +27,7 @@ if __name__ == "__main__":
     single = {t: json.loads((args.run / "eval" / f"{t}.json").read_text()) for t in tasks}
     args.out.mkdir(parents=True, exist_ok=True)
     episodes = next(iter(single.values()))["episodes"]
-    per_task = evaluate_stage(args.out, args.run / "train" / "checkpoints" / f"step_{args.steps:06d}", list(single),
+    per_task = evaluate_stage(args.out, args.run / "train" / "checkpoints" / f"step_{args.steps:06d}", tasks,
                               episodes, 500, Progress(args.out), workers=2)
     row = {"run": str(args.run), "steps": args.steps, "episodes": episodes * len(single), "seeds_from": EVAL_SEED,
            "one_process_s": json.loads((args.run / "progress.json").read_text())["stage_s"]["evaluate"],
