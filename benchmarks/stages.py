@@ -112,10 +112,23 @@ def add_eval_options(parser) -> None:
                         help="processes that evaluate tasks side by side, one torch thread each (1: in this process)")
 
 
+def own_decoding(checkpoint: Path) -> dict:
+    """The decoding a checkpoint itself asks for, {"decoding", "argmax_dims"}, from its config as loading fills it
+    (without loading the weights); {} for a policy that has none (a lerobot baseline's config has no "config")."""
+    from vla.model.vla_model import VLAConfig
+    from vla.policies.vla_policy import PREDATING_DEFAULTS
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    if "config" not in config:
+        return {}
+    cfg = VLAConfig(**(PREDATING_DEFAULTS | config["config"]))
+    return {"decoding": cfg.decoding, "argmax_dims": cfg.argmax_dims}
+
+
 def decoding_used(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None) -> tuple[str, list[int]]:
     """The decoding and likeliest-bin dimensions an evaluation ran with: the overrides, else the checkpoint's own."""
-    own = json.loads((checkpoint / "config.json").read_text())["config"]
-    return decoding or own["decoding"], own.get("argmax_dims", []) if argmax_dims is None else list(argmax_dims)
+    own = own_decoding(checkpoint)
+    return decoding or own["decoding"], own["argmax_dims"] if argmax_dims is None else list(argmax_dims)
 
 
 def checkpoint_settings(checkpoint: Path) -> dict[str, dict]:
@@ -152,9 +165,8 @@ _eval_policy = None  # one per evaluation worker process
 
 
 def _load_eval_policy(checkpoint: Path, decoding: str | None, argmax_dims: list[int] | None, chunking: str,
-                      threads: int | None = None) -> dict:
-    """The checkpoint's policy, decoded as asked, in this process (`threads`: torch's, in a worker); -> the
-    decoding the checkpoint itself asks for (read before overriding, which changes the policy's config)."""
+                      threads: int | None = None) -> None:
+    """The checkpoint's policy, decoded as asked, in this process (`threads`: torch's, in a worker)."""
     import torch
 
     from vla.evaluate import override_decoding
@@ -164,11 +176,8 @@ def _load_eval_policy(checkpoint: Path, decoding: str | None, argmax_dims: list[
     global _eval_policy
     if threads:
         torch.set_num_threads(threads)
-    policy = load_policy(checkpoint)
-    own = {k: getattr(policy.cfg, k) for k in ("decoding", "argmax_dims")} if hasattr(policy, "cfg") else {}
-    _eval_policy = lockstep(override_decoding(policy, decoding, source=str(checkpoint), argmax_dims=argmax_dims),
-                            chunking)
-    return own
+    _eval_policy = lockstep(override_decoding(load_policy(checkpoint), decoding, source=str(checkpoint),
+                                              argmax_dims=argmax_dims), chunking)
 
 
 def _evaluate_task(job: tuple[str, int, int | None]) -> tuple[str, dict]:
@@ -190,16 +199,18 @@ def evaluate_stage(out: Path, checkpoint: Path, tasks: list[str], episodes: int,
     checkpoint, every episode ending the same way; README). -> task -> vla.evaluate's per-task result."""
     import multiprocessing as mp
 
-    own = _load_eval_policy(checkpoint, decoding, argmax_dims, chunking)
-    folder = eval_folder(out, own, decoding, argmax_dims, chunking)
+    folder = eval_folder(out, own_decoding(checkpoint), decoding, argmax_dims, chunking)
     folder.mkdir(exist_ok=True)
     todo = [(task, episodes, max_episode_steps) for task in tasks if not (folder / f"{task}.json").is_file()]
+    pool = None
     if workers > 1 and len(todo) > 1:
         pool = mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_load_eval_policy,
                                             initargs=(checkpoint, decoding, argmax_dims, chunking, 1))
         finished = pool.imap_unordered(_evaluate_task, todo)
     else:
-        pool, finished = None, map(_evaluate_task, todo)
+        if todo:
+            _load_eval_policy(checkpoint, decoding, argmax_dims, chunking)
+        finished = map(_evaluate_task, todo)
     last = time.perf_counter()
     try:
         for task, result in finished:  # saved as each finishes; the stage's time is its wall time
