@@ -81,16 +81,22 @@ def test_gripper_keyframes_are_each_episodes_first_gripper_change():
     assert gripper_keyframes(action, ("a", "b", "c", "d"), starts, ends).tolist() == [3, 7]  # no gripper: the end
     with pytest.raises(ValueError, match="final_state_keyframe is a target of the keypoint head"):
         tiny_model_config(final_state_keyframe=True)
+    with pytest.raises(ValueError, match="final_state_reads=image_tokens chooses the final-state head's input"):
+        tiny_model_config(final_state_reads="image_tokens")
+    with pytest.raises(ValueError, match="final_state_reads must be one of"):
+        tiny_model_config(final_state_weight=1.0, final_state_reads="pixels")
 
 
-@pytest.mark.parametrize("keyframe", [False, True])
-def test_final_state_head_on_the_keypoints_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path, keyframe):
+@pytest.mark.parametrize("connector,reads,keyframe", [("film_cnn", "auto", False), ("film_cnn", "auto", True),
+                                                      ("shuffle", "image_tokens", True)])
+def test_final_state_head_learns_and_is_kept_by_the_checkpoint(tiny_store, tmp_path, connector, reads, keyframe):
     """With a keypoint encoder (connector=film_cnn), final_state_weight trains an MLP on the keypoints'
-    coordinates, on a batch of episodes' first frames (with final_state_keyframe, toward the gripper keyframe
-    too); the checkpoint keeps it under "heads." and names it when it is missing."""
+    coordinates, and with final_state_reads=image_tokens on the first camera's image tokens, on a batch of
+    episodes' first frames (with final_state_keyframe, toward the gripper keyframe too); the checkpoint keeps it
+    under "heads." and names it when it is missing."""
     out = tmp_path / "heads"
-    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=keyframe)
-    model.backbone.connector = "film_cnn"
+    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=keyframe, final_state_reads=reads)
+    model.backbone.connector = connector
     train(dataclasses.replace(config(tiny_store, out, 2, shift_pixels=0, save_every=2), model=model))
     assert "final_state_loss" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     policy = VLAPolicy.from_pretrained(out)

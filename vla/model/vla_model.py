@@ -48,6 +48,7 @@ from vla.model.ordinal import ordinal_embedding
 
 DECODE_MODES = ("expected", "argmax")
 DECODING = ("autoregressive", "parallel")
+FINAL_STATE_READS = ("auto", "image_tokens")
 
 
 def check_action_indices(name: str, dims: list[int]) -> None:
@@ -94,6 +95,14 @@ class VLAConfig:
     # at 10 took a touch policy from chance to 92% on seen scenes (README, tabletop); the prompt-position loss
     # did not move it. 0: off.
     final_state_weight: float = 0.0
+    # What the final-state head reads. "auto": the first camera's keypoints with a keypoint encoder
+    # (connector=film_cnn), otherwise the prompt positions above. "image_tokens": an MLP on the first camera's image
+    # tokens, flattened in grid order (the embedded model's, any connector; FiLM-conditioned where `film` is on),
+    # trained on first frames as the keypoint head is. Meta-World's puck and goals are 2 to 3 pixels wide; from the
+    # action loss alone the encoder found push's puck at 12000 steps on one seed and not in 24000 on another
+    # (README, MT10). This target asks it where the demonstration grasps and ends from the first frame, without
+    # the FilmCNN's cost (~46 samples/s on Meta-World against ~310).
+    final_state_reads: str = "auto"
     # The keypoint head learns from each episode's first N frames only (the trainer draws a batch of them each
     # step, beside the action batch). Later in an episode the hand's own position says where it is heading: a
     # head trained on every frame, with the state as input, fit its training frames (MSE 0.05) and still guessed
@@ -157,6 +166,11 @@ class VLAConfig:
             check_action_indices(name, getattr(self, name))
         if self.final_state_weight < 0:
             raise ValueError(f"final_state_weight must be >= 0, got {self.final_state_weight}")
+        if self.final_state_reads not in FINAL_STATE_READS:
+            raise ValueError(f"final_state_reads must be one of {FINAL_STATE_READS}, got {self.final_state_reads!r}")
+        if self.final_state_reads != "auto" and self.final_state_weight == 0:
+            raise ValueError(f"final_state_reads={self.final_state_reads} chooses the final-state head's input: it "
+                             "needs final_state_weight > 0")
         if self.final_state_frames < 1:
             raise ValueError(f"final_state_frames must be >= 1, got {self.final_state_frames}")
         if self.final_state_batch < 0:
@@ -208,22 +222,39 @@ class VLAModel(torch.nn.Module):
         #   object (16.4 cm after 1000 steps, against 1.4 cm without them).
         # - The current state beside the keypoints, so that the head need not find the hand in the image to
         #   subtract it: only where the demonstration ends.
+        # With final_state_reads=image_tokens the same MLP reads the first camera's image tokens instead.
         self.heads = torch.nn.ModuleDict()
         self.n_head_points = 2 * getattr(backbone, "n_keypoints", 0)
-        if cfg.final_state_weight > 0 and self.n_head_points:
+        self.head_reads = self.final_state_head_input(cfg, backbone)
+        if self.head_reads:
+            width = (self.n_head_points if self.head_reads == "keypoints"
+                     else backbone.image_seq_len * backbone.model.config.text_config.hidden_size)
             targets = 2 if cfg.final_state_keyframe else 1  # the final state, then the keyframe
             self.heads["final_state"] = torch.nn.Sequential(
-                torch.nn.Linear(self.n_head_points + len(state_low), 256), torch.nn.GELU(),
+                torch.nn.Linear(width + len(state_low), 256), torch.nn.GELU(),
                 torch.nn.Linear(256, targets * len(state_low)))
         if cfg.goal_tokens and "final_state" not in self.heads:
-            raise ValueError("goal_tokens are the keypoint head's predictions: they need a keypoint encoder "
-                             "(backbone.connector=film_cnn)")
+            raise ValueError("goal_tokens are the final-state head's predictions: they need a keypoint encoder "
+                             "(backbone.connector=film_cnn) or final_state_reads=image_tokens")
         # the goal tokens' values: the head's targets, D each (none without goal_tokens)
         self.n_goal_tokens = (2 if cfg.final_state_keyframe else 1) * len(state_low) if cfg.goal_tokens else 0
         self._text_ids: dict[str, list[int]] = {}
         self.text_length = 0  # pad every prompt's text to at least this many ids (the trainer's fixed shapes)
 
     # ---- inputs ---------------------------------------------------------------------------------------
+    @staticmethod
+    def final_state_head_input(cfg: VLAConfig, backbone) -> str | None:
+        """What the final-state head reads ("keypoints", "image_tokens"), or None: no head (the final state, if
+        trained at all, is read at the prompt positions)."""
+        if cfg.final_state_weight == 0:
+            return None
+        if cfg.final_state_reads == "image_tokens":
+            if not hasattr(backbone, "first_camera_tokens"):
+                raise ValueError("final_state_reads=image_tokens reads the embedded model's image tokens; "
+                                 f"a {type(backbone).__name__} has none to read (leave it auto)")
+            return "image_tokens"
+        return "keypoints" if getattr(backbone, "n_keypoints", 0) else None
+
     @staticmethod
     def token_width(cfg: VLAConfig, action_dim: int) -> int:
         """How many action values one action token holds."""
@@ -355,9 +386,10 @@ class VLAModel(torch.nn.Module):
         """(B, D) the keypoint head's predicted final state less the current one `state` (B, D), normalized, then
         with `final_state_keyframe` (B, 2D) the same for the keyframe: the image encoder alone runs, not the
         language model."""
-        points = self.backbone.first_camera_keypoints(prefix)
-        now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(points)
-        return self.heads["final_state"](torch.cat([points, now], 1)).float()
+        seen = (self.backbone.first_camera_keypoints(prefix) if self.head_reads == "keypoints"
+                else self.backbone.first_camera_tokens(prefix))
+        now = torch.from_numpy(self.state_tokenizer.normalize(state)).to(seen)
+        return self.heads["final_state"](torch.cat([seen, now], 1)).float()
 
     def keypoint_head_loss(self, prefix: dict[str, torch.Tensor], state: np.ndarray, final_state: np.ndarray,
                            keyframe_state: np.ndarray, final_known: np.ndarray | None = None) -> torch.Tensor:

@@ -288,6 +288,14 @@ class EmbeddedBackbone(SmolVLMBackbone):
         _, points = self.run_cnn(0, inputs["pixel_values"], self.film(inputs["instruction_ids"]))
         return points.flatten(1)
 
+    def first_camera_tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A prefix's (B, tokens * hidden) image tokens of the first camera, flattened in grid order, from the image
+        encoder alone (what VLAModel's final-state head reads with final_state_reads=image_tokens)."""
+        pixels = inputs["pixel_values"]
+        film = self.film(inputs["instruction_ids"]) if self.film is not None else None
+        tokens = self.run_cnn(0, pixels, film)[0] if self.cnns else self.image_features(pixels[:, :1], film)
+        return tokens.reshape(len(pixels), -1)
+
     def run_cnn(self, camera: int, pixels: torch.Tensor, film: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One camera's FilmCNN on (B, n_cams, 3, H, W) pixels with its channels of the (B, n_layers, 2, V) FiLM."""
         cnn, width = self.cnns[camera], self.cnns[camera].width
@@ -302,10 +310,10 @@ class EmbeddedBackbone(SmolVLMBackbone):
         # its activations instead of four (benchmarks/tabletop_train_speed.py).
         return [self.model.model, *self.cnns]
 
-    def image_features(self, pixels: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+    def image_features(self, pixels: torch.Tensor, film: torch.Tensor | None) -> torch.Tensor:
         """(B, n_cams, 3, H, W) pixels and (B, n_layers, 2, V) FiLM -> (B * n_cams * tokens, text_hidden): the
         FilmCNN's tokens, or the vision tower's forward (SmolVLMVisionTransformer's) with each layer's output
-        modulated."""
+        modulated (film None: unmodulated, as the tower runs inside the VLM without `film`)."""
         if self.cnns:
             if pixels.shape[1] != len(self.cnns):
                 raise ValueError(f"film_cnn was built for {len(self.cnns)} cameras, got {pixels.shape[1]}")
@@ -313,14 +321,16 @@ class EmbeddedBackbone(SmolVLMBackbone):
                                    1)  # (B, n_cams, tokens, hidden)
         else:
             x = pixels.flatten(0, 1)
-            film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
+            if film is not None:
+                film = film.repeat_interleave(pixels.shape[1], 0)  # one row per image, camera-minor as the tokens are
             vision = self.model.model.vision_model
             side = x.shape[-1] // vision.config.patch_size
             h = vision.embeddings(pixel_values=x, patch_attention_mask=torch.ones(len(x), side, side, dtype=torch.bool,
                                                                                    device=x.device))
             for i, layer in enumerate(vision.encoder.layers):
                 h = layer(h, attention_mask=None)
-                h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
+                if film is not None:
+                    h = h * (1 + film[:, i, 0, None]) + film[:, i, 1, None]
             features = self.model.model.connector(vision.post_layernorm(h))
         return features.reshape(-1, features.shape[-1])
 
