@@ -11,7 +11,9 @@ augmentation and correlated 0.87/0.88 (x/z) with the expert's without it.
 Usage: first_action_check.py RUN_DIR [RUN_DIR...] [--steps 6000,12000,...]
 RUN_DIR holds demos.zarr and train/, as metaworld_mt.py writes. `--steps` probes the training checkpoints saved at
 those steps (train/checkpoints/step_NNNNNN) instead of the final weights: when, if ever, a run learned to find the goal.
-Prints one JSON line per run, checkpoint and task.
+Prints one JSON line per run, checkpoint and task. A checkpoint with a final-state head (`model.final_state_weight`)
+also gets the head's guess, from the same first frames, of where the demonstration's hand ends and (with
+`final_state_keyframe`) where it first grasps: the median distance in cm (`head_final_cm`, `head_keyframe_cm`).
 """
 import argparse
 import json
@@ -22,7 +24,9 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
+import torch
 
+from vla.datasets.chunk_dataset import ChunkDataset
 from vla.datasets.episode_store import EpisodeStore
 from vla.policies.vla_policy import VLAPolicy
 from vla.schema import STATE_KEY, TASK_KEY
@@ -41,12 +45,26 @@ def first_frames(store: EpisodeStore) -> dict[str, tuple[np.ndarray, list[str]]]
     return {task: (np.asarray(frames), instructions) for task, (frames, instructions) in by_task.items()}
 
 
+def head_errors(policy: VLAPolicy, dataset: ChunkDataset, frames: np.ndarray) -> dict:
+    """The final-state head's guess from each of `frames` of where its demonstration's hand ends (and grasps):
+    the median distance in cm of the hand's xyz (the state's first three values)."""
+    model, batch = policy.model, dataset.get_batch(frames)
+    prefix = model.build_prefix(torch.from_numpy(batch["images"]), batch[STATE_KEY], batch[TASK_KEY], head_only=True)
+    d = batch[STATE_KEY].shape[1]
+    guesses = model.goals(prefix, batch[STATE_KEY]).reshape(len(frames), -1, d)
+    names = ["head_final_cm", "head_keyframe_cm"][: guesses.shape[1]]
+    return {name: round(100 * float(np.median(np.linalg.norm(
+                model.state_tokenizer.unnormalize(guesses[:, i])[:, :3] - batch[target][:, :3], axis=1))), 1)
+            for i, (name, target) in enumerate(zip(names, ["final_state", "keyframe_state"]))}
+
+
 def check(run: Path, step: int | None = None) -> list[dict]:
     weights = run / "train" if step is None else run / "train" / "checkpoints" / f"step_{step:06d}"
     if not weights.is_dir():
         sys.exit(f"no checkpoint at {weights}")
     policy = VLAPolicy.from_pretrained(weights)
     store = EpisodeStore.open(run / "demos.zarr")
+    dataset = ChunkDataset(store, policy.model.cfg.chunk_size) if "final_state" in policy.model.heads else None
     rows = []
     for task, (frames, instructions) in sorted(first_frames(store).items()):
         batch = {key: store.array(key).get_orthogonal_selection((frames,))
@@ -61,6 +79,8 @@ def check(run: Path, step: int | None = None) -> list[dict]:
                      "std_policy": [round(float(x), 3) for x in predicted.std(0)],
                      "std_demo": [round(float(x), 3) for x in demonstrated.std(0)],
                      "corr": corr, "mae": round(float(np.abs(predicted - demonstrated).mean()), 3)})
+        if dataset is not None:
+            rows[-1].update(head_errors(policy, dataset, frames))
     return rows
 
 
