@@ -64,7 +64,9 @@ def check(run: Path, step: int | None = None) -> list[dict]:
         sys.exit(f"no checkpoint at {weights}")
     policy = VLAPolicy.from_pretrained(weights)
     store = EpisodeStore.open(run / "demos.zarr")
-    dataset = ChunkDataset(store, policy.model.cfg.chunk_size) if "final_state" in policy.model.heads else None
+    # the head's targets for a few first frames: the images stay on disk (max_memory_gb=0), not the whole store read in
+    dataset = (ChunkDataset(store, policy.model.cfg.chunk_size, max_memory_gb=0) if "final_state" in policy.model.heads
+               else None)
     rows = []
     for task, (frames, instructions) in sorted(first_frames(store).items()):
         batch = {key: store.array(key).get_orthogonal_selection((frames,))
