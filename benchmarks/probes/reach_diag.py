@@ -1,6 +1,8 @@
-"""Where does a reach-v3 policy go wrong? On the evaluation seeds (100000+), the keypoint head's predicted final
-hand xyz from the first frame against the goal (a film_cnn checkpoint trained with final_state_weight), and in
-closed loop (200 steps) the hand's closest approach to the goal, where it ends, and success.
+"""Where does a reach-v3 policy go wrong? On the evaluation seeds (100000+), the final-state head's predicted final
+hand xyz from the first frame against the goal (a checkpoint trained with final_state_weight, the head reading
+keypoints or image tokens), and in closed loop (200 steps) the hand's closest approach to the goal, where it ends,
+and success. The hand is observation.state's end-effector, not the fingers' tcp_center that Meta-World's 5-cm
+success check measures.
 Usage: reach_diag.py CHECKPOINT [EPISODES=10]"""
 import json
 import os
