@@ -55,8 +55,9 @@ PUBLISHED = {
 # (session 47, training seed 0); training seed 1 scored 60.0% at 24000 (push and pick-place 0%: session 48).
 # With the augmentation, 9000 steps had given 43% against 42%. MT50's 60000 steps are ~10 passes over its ~190k
 # frames, where MT10's 24000 are ~21 over its ~37k: what fits 4 hours (~100 min at that speed, beside ~45 min of
-# recording and ~60 of evaluation). Measured (session 50): 32.2 mean of group means against 27.7 at 25000 steps
-# with the augmentation, easy 80.4 against 62.5; 2.92 h of stages (train 120 min, evaluate 22.5 in two workers).
+# recording and ~60 of evaluation). Measured without the head below (session 50): 32.2 mean of group means against
+# 27.7 at 25000 steps with the augmentation, easy 80.4 against 62.5; 2.92 h of stages (train 120 min, evaluate 22.5
+# in two workers).
 STEPS = {"mt10": 24000, "mt50": 60000}
 # MT50's ~190k frames are ~5 GB of 96x96 images: held in memory (this machine has 24 GiB), a batch is a few
 # array gathers instead of zarr chunk decoding in loader processes that would share the 2 cores with training.
