@@ -73,7 +73,8 @@ STEPS = {"mt10": 24000, "mt50": 60000}
 # 81.0 and 82.5% (seeds 0 and 1) against 78.5 and 60.0% without it; push 85 and 80%, pick-place 30 and 55%;
 # training ~250 samples/s against ~310, 59.9 and 62.5 min of stages (session 51, README).
 TRAIN_OVERRIDES = ["max_memory_gb=12", "shift_pixels=0", "model.final_state_weight=10",
-                   "model.final_state_keyframe=true", "model.final_state_reads=image_tokens"]
+                   "model.final_state_keyframe=true", "model.final_state_reads=image_tokens",
+                   "keep_every=6000"]  # the steps benchmarks/probes/first_action_check.py compares
 
 
 def protocol_differences(args) -> list[str]:

@@ -47,6 +47,17 @@ def test_train_two_steps_save_resume_gives_identical_state(tiny_store, tmp_path)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_old_checkpoints_are_pruned_but_the_newest_and_every_keep_every_stay(tiny_store, tmp_path):
+    train(config(tiny_store, tmp_path / "run", 6, save_every=1, keep_last=2, keep_every=3))
+    kept = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
+    assert kept == ["step_000003", "step_000005", "step_000006"]
+    train(config(tiny_store, tmp_path / "run", 7, save_every=1, keep_last=2, keep_every=3, resume=True))
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["step_000003", "step_000006",
+                                                                               "step_000007"]
+    with pytest.raises(ValueError, match="keep_last must be >= 1"):
+        config(tiny_store, tmp_path / "bad", 2, keep_last=0)
+
+
 def test_loss_decreases_when_overfitting_a_few_batches(tiny_store, tmp_path):
     out = tmp_path / "fit"
     train(config(tiny_store, out, 40, lr=3e-3, shift_pixels=0, save_every=40))
