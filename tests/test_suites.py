@@ -65,6 +65,25 @@ def test_metaworld_renders_a_wrist_camera_beside_corner2_and_records_both(tmp_pa
                                                                          IMAGE_PREFIX + "gripperPOV"]
 
 
+def test_recording_in_worker_processes_stores_the_same_episodes_as_in_one(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record
+
+    stores = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.zarr"
+        report = record(RecordConfig(tasks=["reach-v3", "drawer-close-v3"], episodes=2, out=str(out), image_size=32,
+                                     max_episode_steps=120, workers=workers))
+        assert list(report["tasks"]) == ["reach-v3", "drawer-close-v3"] and report["episodes"] == 4
+        store = EpisodeStore.open(out)
+        stores[workers] = {(task, seed): store.episode(i) for i, (task, seed) in enumerate(
+            zip(store.episode_env_tasks(), store.episode_meta("episode_seed").tolist(), strict=True))}
+    assert stores[1].keys() == stores[2].keys()
+    for key, episode in stores[1].items():
+        for name, value in episode.items():
+            assert np.array_equal(value, stores[2][key][name]), (key, name)
+
+
 def test_recording_reports_each_experts_success_and_every_shortfall(tmp_path):
     from vla.record import RecordConfig, record
 
