@@ -4,7 +4,8 @@ Every suite's expert sometimes fails (a Meta-World expert solves most seeds of m
 is recorded until it has `episodes` successful demonstrations or has used `max_attempts` seeds; failed
 attempts are dropped and counted, and the report gives each expert's own success rate and every shortfall.
 Attempt i of a task uses seed `seed + i`. Re-running on the same store resumes: each task continues from the
-seed after the last one it stored, so an interrupted recording loses at most the episode in progress.
+seed after the last one it stored, so an interrupted recording loses at most the episode in progress (one per
+worker: tasks are recorded `workers` at a time in processes of their own, this one alone writing the store).
 """
 
 from __future__ import annotations
