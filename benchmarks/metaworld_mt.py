@@ -89,6 +89,8 @@ def protocol_differences(args) -> list[str]:
             if args.action_noise else "")
          + (f", the hand's start drawn per episode within +-{args.start_noise} m of Meta-World's (evaluation: "
             "Meta-World's own start)" if args.start_noise else "")
+         + (f", each going on {args.after_success} steps after its first success (evaluation ends at the first "
+            "success)" if args.after_success else "")
          + " (published: each paper's own demonstration set)"),
         f"{args.eval_episodes} evaluation episodes per task on seeds {EVAL_SEED}+ (published: 10)",
         ("backbone: the embedded 5.6M-parameter model trained from scratch on 2 CPU cores "
@@ -162,6 +164,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--start-noise", type=float, default=0.0,
                         help="metres: the hand's start drawn per recorded episode within +- this of Meta-World's "
                              "fixed one, on each axis (evaluation keeps Meta-World's; 0: its own start)")
+    parser.add_argument("--after-success", type=int, default=0,
+                        help="steps each recorded demonstration goes on after the task's first success (0: it ends "
+                             "there, as Meta-World's episodes do)")
     add_eval_options(parser)
     parser.add_argument("--set", nargs="*", default=[], help="vla-train overrides, e.g. model.backbone.text_layers=6")
     args = parser.parse_args()
@@ -171,7 +176,7 @@ def parse_args() -> argparse.Namespace:
         args.tasks = resolve_tasks(args.suite.split(","))
     except KeyError as e:
         parser.error(e.args[0])
-    for flag in ("action_noise", "start_noise"):
+    for flag in ("action_noise", "start_noise", "after_success"):
         if getattr(args, flag) < 0:
             parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     args.steps = args.steps or STEPS.get(args.suite, 6000)
@@ -183,7 +188,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     progress = Progress(args.out)
     store, _ = record_stage(args.out, args.tasks, args.demos, args.image_size, progress, args.cameras,
-                            args.action_noise, args.start_noise)
+                            action_noise=args.action_noise, start_noise=args.start_noise,
+                            after_success=args.after_success)
     checkpoint = train_stage(args.out, store, args.steps, args.save_every, TRAIN_OVERRIDES + args.set,
                              progress)
     per_task = evaluate_stage(args.out, checkpoint, args.tasks, args.eval_episodes, args.max_episode_steps, progress,

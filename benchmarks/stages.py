@@ -34,12 +34,12 @@ class Progress:
 
 
 def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progress: Progress,
-                 cameras: list[str] | None = None, action_noise: float = 0.0, start_noise: float = 0.0,
-                 demos_for: dict[str, int] | None = None) -> tuple[Path, dict]:
+                 cameras: list[str] | None = None, demos_for: dict[str, int] | None = None,
+                 **options) -> tuple[Path, dict]:
     """`demos` successful expert demonstrations per task into out/demos.zarr, or `demos_for[task]` where it names
-    the task (with `action_noise`, DART's, and `start_noise`, the hand's start drawn per episode:
-    vla.record.RecordConfig); -> (store, record report), the report also saved as out/record_report.json. Tasks are
-    recorded in order of their counts, fewest first, each continuing from its seeds so far."""
+    the task (`options`: vla.record.RecordConfig's action_noise, start_noise, after_success); -> (store, record
+    report), the report also saved as out/record_report.json. Tasks are recorded in order of their counts, fewest
+    first, each continuing from its seeds so far."""
     from vla.record import RecordConfig, print_report, record
 
     store, t0 = out / "demos.zarr", time.perf_counter()
@@ -47,8 +47,7 @@ def record_stage(out: Path, tasks: list[str], demos: int, image_size: int, progr
     report: dict = {}
     for n in sorted(set(counts.values())):
         part = record(RecordConfig(tasks=[t for t in tasks if counts[t] == n], episodes=n, out=str(store),
-                                   image_size=image_size, cameras=cameras, action_noise=action_noise,
-                                   start_noise=start_noise))
+                                   image_size=image_size, cameras=cameras, **options))
         report = part | {"tasks": report.get("tasks", {}) | part["tasks"]}  # the last part counts the whole store
     print_report(report)
     (out / "record_report.json").write_text(json.dumps(report, indent=2))

@@ -142,6 +142,32 @@ def test_start_noise_is_tagged_in_the_store_and_refused_for_a_suite_that_draws_i
     assert not (tmp_path / "t.zarr").exists()
 
 
+def test_after_success_records_the_expert_past_the_first_success_and_tags_the_store(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record, run_episode
+
+    suite = get_suite("metaworld")
+    env = suite.make_env("reach-v3", suite.default_schema(32), 120)
+    expert = suite.make_expert(env)
+    plain, success, _ = run_episode(env, expert, seed=3)
+    longer, still, _ = run_episode(env, expert, seed=3, after_success=7)
+    capped, _, _ = run_episode(env, expert, seed=3, after_success=1000)  # the episode limit still ends it
+    env.close()
+    assert success and still and len(plain["action"]) < 120
+    assert len(longer["action"]) == len(plain["action"]) + 7 and len(capped["action"]) == 120
+    np.testing.assert_array_equal(longer["action"][: len(plain["action"])], plain["action"])
+    assert np.linalg.norm(np.diff(longer["observation.state"][-3:, :3], axis=0)) < np.linalg.norm(
+        np.diff(plain["observation.state"][-3:, :3], axis=0))  # and slows as it arrives
+
+    out = str(tmp_path / "d.zarr")
+    record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32, after_success=5))
+    assert EpisodeStore.open(out).sources == ["sim:metaworld after_success=5"]
+    with pytest.raises(ValueError, match="this run records 'sim:metaworld'"):  # resuming without it is refused
+        record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32))
+    with pytest.raises(ValueError, match="after_success must be >= 0"):
+        RecordConfig(after_success=-1)
+
+
 def test_dart_noise_perturbs_the_executed_action_and_keeps_the_experts_label():
     from vla.envs import get_suite
     from vla.record import run_episode

@@ -158,7 +158,9 @@ def grasp_store(tmp_path_factory):
     from vla.record import RecordConfig, record
 
     out = tmp_path_factory.mktemp("grasp") / "demos.zarr"
-    record(RecordConfig(tasks=["tabletop-touch", "tabletop-lift"], episodes=1, out=str(out), image_size=TINY_IMAGE))
+    # one worker: the test reads touch as episode 0 and lift as episode 1, an order two workers do not keep
+    record(RecordConfig(tasks=["tabletop-touch", "tabletop-lift"], episodes=1, out=str(out), image_size=TINY_IMAGE,
+                        workers=1))
     return out
 
 

@@ -50,6 +50,12 @@ class RecordConfig:
     # a Meta-World reach policy's first command was the same for every goal: README). Evaluation keeps the
     # suite's own start. 0: the suite's start.
     start_noise: float = 0.0
+    # Steps the expert keeps acting after the task's first success, recorded into the same episode (capped by the
+    # episode limit). Meta-World's episode ends at its first success, and reach succeeds within 5 cm of its goal,
+    # so a demonstration that stops there ends on a 5-cm shell around the goal and shows no state nearer it: a
+    # policy whose guess of the goal is a few cm off has never seen how to close the rest, and in closed loop
+    # passes it and drifts (README, MT10). Evaluation still ends at the first success. 0: stop at the first success.
+    after_success: int = 0
     # Tasks recorded at once, each in a spawned process of its own that sends its episodes back to this one, which
     # alone writes the store. Recording one task keeps one core busy (measured on Meta-World: 101% CPU), so two
     # workers on this 2-core machine take about half the time. A task's episodes stay in seed order, so resuming
@@ -63,7 +69,7 @@ class RecordConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task")
-        for name in ("action_noise", "start_noise"):
+        for name in ("action_noise", "start_noise", "after_success"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_attempts is not None and self.max_attempts < self.episodes:
@@ -74,19 +80,21 @@ class RecordConfig:
         return self.max_attempts if self.max_attempts is not None else 2 * self.episodes + 10
 
 
-def run_episode(env, policy, seed: int, action_noise: float = 0.0,
-                start_noise: float = 0.0) -> tuple[dict, bool, dict | None]:
+def run_episode(env, policy, seed: int, action_noise: float = 0.0, start_noise: float = 0.0,
+                after_success: int = 0) -> tuple[dict, bool, dict | None]:
     """-> (frames, success, the structured goal the env reported at reset, if it has one).
 
     action_noise: std of the noise added to the executed action (DART); the frames keep the policy's action.
-    start_noise: how far the hand's start may move from the env's fixed one (RecordConfig.start_noise)."""
+    start_noise: how far the hand's start may move from the env's fixed one (RecordConfig.start_noise).
+    after_success: steps still recorded once the env has ended the episode on its first success
+    (RecordConfig.after_success); success is that first one."""
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
     obs, reset_info = env.reset(seed=seed, options={"start_noise": start_noise} if start_noise else None)
     policy.reset()
     frames: dict[str, list] = {k: [] for k in obs if k != TASK_KEY}
     frames["action"] = []
-    success = False
+    success, left = False, None  # left: steps still to record after the first success
     while True:
         action = policy.select_action(batch_observation(obs))[0]
         for k in obs:
@@ -96,17 +104,22 @@ def run_episode(env, policy, seed: int, action_noise: float = 0.0,
         if action_noise > 0:
             action = np.clip(action + rng.normal(0, action_noise, action.shape), low, high).astype(action.dtype)
         obs, _, terminated, truncated, info = env.step(action)
-        success = bool(info["is_success"])
-        if terminated or truncated:
+        success = success or bool(info["is_success"])
+        if terminated and left is None:
+            left = after_success
+        if truncated or left == 0:
             break
+        if left is not None:
+            left -= 1
     return {k: np.stack(v) for k, v in frames.items()}, success, reset_info.get("goal")
 
 
-def episode_source(suite_name: str, action_noise: float, start_noise: float = 0.0) -> str:
-    """The store's source tag of a recorded episode: the suite, and DART's noise and the start's when there is
-    any, so that a resumed recording cannot mix demonstrations recorded otherwise unseen."""
-    return (f"sim:{suite_name}" + (f" dart={action_noise:g}" if action_noise else "")
-            + (f" start={start_noise:g}" if start_noise else ""))
+def episode_source(suite_name: str, cfg: RecordConfig) -> str:
+    """The store's source tag of a recorded episode: the suite, and DART's noise, the start's and the steps after
+    success when there are any, so that a resumed recording cannot mix demonstrations recorded otherwise unseen."""
+    return (f"sim:{suite_name}" + (f" dart={cfg.action_noise:g}" if cfg.action_noise else "")
+            + (f" start={cfg.start_noise:g}" if cfg.start_noise else "")
+            + (f" after_success={cfg.after_success}" if cfg.after_success else ""))
 
 
 def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int, int]], dict[str, set[str]]]:
@@ -127,7 +140,7 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
 def check_resumable(cfg: RecordConfig) -> None:
     """Raises ValueError, naming the task, if cfg asks a start_noise of a suite that draws its own start, or if
     the store at cfg.out already holds episodes of one of cfg's tasks recorded with another source tag (another
-    action_noise or start_noise) than this run would give them, or an episode whose goal its suite no longer
+    action_noise, start_noise or after_success) than this run would give them, or an episode whose goal its suite no longer
     gives its seed (check_stored_goals)."""
     tasks = resolve_tasks(cfg.tasks)
     if cfg.start_noise:
@@ -141,10 +154,11 @@ def check_resumable(cfg: RecordConfig) -> None:
     store = EpisodeStore.open(out)
     _, stored = stored_progress(store, cfg.seed)
     for task in tasks:
-        source = episode_source(suite_of(task).name, cfg.action_noise, cfg.start_noise)
+        source = episode_source(suite_of(task).name, cfg)
         if stored.get(task, {source}) != {source}:
             raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
-                             f"records {source!r} (another action_noise or start_noise): record into a new store")
+                             f"records {source!r} (another action_noise, start_noise or after_success): record into a new "
+                             "store")
     check_stored_goals(store)
 
 
@@ -180,7 +194,8 @@ def record_task(cfg: RecordConfig, task: str, kept: int, next_seed: int, emit: C
     expert = suite.make_expert(env)
     try:
         while kept < cfg.episodes and next_seed - cfg.seed < cfg.attempts_cap:
-            episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise, cfg.start_noise)
+            episode, success, goal = run_episode(env, expert, next_seed, cfg.action_noise, cfg.start_noise,
+                                                 cfg.after_success)
             if success:  # env.instruction: the one this episode was given (grounding suites draw one per episode)
                 emit(episode, instruction=env.instruction, seed=next_seed, goal=goal)
                 kept += 1
@@ -217,7 +232,7 @@ def record(cfg: RecordConfig) -> dict:
 
     def write(task: str, episode: dict, instruction: str, seed: int, goal) -> None:
         store.add_episode(episode, task=instruction, seed=seed, success=True, env_task=task, goal=goal,
-                          source=episode_source(suite_of(task).name, cfg.action_noise, cfg.start_noise))
+                          source=episode_source(suite_of(task).name, cfg))
         bar.update(1)
         bar.set_postfix(task=task, seed=seed)
 

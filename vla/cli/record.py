@@ -5,7 +5,7 @@ seeds) and appends them to the zarr episode store at `out` (created if missing; 
 be named by group: mt10, mt50, easy, medium, hard, very_hard, or a whole suite (metaworld). `cameras` picks
 the cameras (Meta-World: any of corner2, gripperPOV, behindGripper, topview, corner, corner3; default corner2).
 `action_noise=0.2` records DART demonstrations; `start_noise=0.1` draws Meta-World's hand start per episode
-within +-0.1 m of its fixed one.
+within +-0.1 m of its fixed one; `after_success=10` records 10 more steps of each episode after its first success.
 """
 
 from vla.cli.config import UsageError, cli_main, load, print_usage, require_cameras, require_tasks, usage_requested
