@@ -140,8 +140,8 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
 def check_resumable(cfg: RecordConfig) -> None:
     """Raises ValueError, naming the task, if cfg asks a start_noise of a suite that draws its own start, or if
     the store at cfg.out already holds episodes of one of cfg's tasks recorded with another source tag (another
-    action_noise, start_noise or after_success) than this run would give them, or an episode whose goal its suite no longer
-    gives its seed (check_stored_goals)."""
+    action_noise, start_noise or after_success) than this run would give them, or an episode whose goal its suite
+    no longer gives its seed (check_stored_goals)."""
     tasks = resolve_tasks(cfg.tasks)
     if cfg.start_noise:
         for task in tasks:
@@ -157,8 +157,8 @@ def check_resumable(cfg: RecordConfig) -> None:
         source = episode_source(suite_of(task).name, cfg)
         if stored.get(task, {source}) != {source}:
             raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
-                             f"records {source!r} (another action_noise, start_noise or after_success): record into a new "
-                             "store")
+                             f"records {source!r} (another action_noise, start_noise or after_success): record "
+                             "into a new store")
     check_stored_goals(store)
 
 
