@@ -130,6 +130,11 @@ class MetaWorldEnv(gym.Env):
         assert self._raw_obs is not None, "reset() first"
         return self._raw_obs
 
+    def fingers_center(self) -> np.ndarray:
+        """Where Meta-World measures the gripper for success (its tcp_center, between the finger pads): ~4.5 cm
+        below the hand that the state and the experts' targets use. For scripted experts only."""
+        return np.array(self._env.tcp_center, dtype=float)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
