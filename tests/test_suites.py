@@ -152,6 +152,9 @@ def test_after_success_records_the_expert_past_the_first_success_and_tags_the_st
     plain, success, _ = run_episode(env, expert, seed=3)
     longer, still, _ = run_episode(env, expert, seed=3, after_success=7)
     capped, _, _ = run_episode(env, expert, seed=3, after_success=1000)  # the episode limit still ends it
+    # reach's expert brings the fingers' center, where Meta-World measures success, to the goal, not the hand
+    goal, hand = env.unwrapped.privileged_observation()[-3:], capped["observation.state"][-1, :3]
+    assert np.linalg.norm(env.unwrapped.fingers_center() - goal) < 0.025 < 0.04 < np.linalg.norm(hand - goal)
     env.close()
     assert success and still and len(plain["action"]) < 120
     assert len(longer["action"]) == len(plain["action"]) + 7 and len(capped["action"]) == 120
