@@ -84,7 +84,8 @@ def protocol_differences(args) -> list[str]:
          if args.cameras == ["corner2"] else
          f"images {args.image_size}x{args.image_size} from cameras {', '.join(args.cameras)} (published: one "
          "480x480 corner2 image)"),
-        (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here"
+        (f"demonstrations: {args.demos} per task from Meta-World's scripted experts, recorded here (reach's and "
+         "reach-wall's bringing the fingers' center, where success is measured, to the goal instead of the hand)"
          + (f" with DART noise (std {args.action_noise} on the executed action, the expert's own action stored)"
             if args.action_noise else "")
          + (f", the hand's start drawn per episode within +-{args.start_noise} m of Meta-World's (evaluation: "
