@@ -99,15 +99,30 @@ def test_a_resumed_recording_refuses_another_noise_level_and_keeps_the_store(tmp
 
     out = str(tmp_path / "d.zarr")
     record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32))
-    with pytest.raises(ValueError, match="reach-v3's stored episodes were recorded as \\['sim:metaworld'\\], "
-                                         "this run records 'sim:metaworld dart=0.3'"):
+    with pytest.raises(ValueError, match="reach-v3's stored episodes were recorded as \\['sim:metaworld "
+                       "expert=fingers'\\], this run records 'sim:metaworld dart=0.3 expert=fingers'"):
         record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32, action_noise=0.3))
     cli = subprocess.run([sys.executable, "-m", "vla.cli.record", "tasks=[reach-v3]", "episodes=2", f"out={out}",
                           "image_size=32", "action_noise=0.3"], capture_output=True, text=True, timeout=120, check=False)
     assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
-    assert "reach-v3's stored episodes were recorded as ['sim:metaworld']" in cli.stderr
+    assert "reach-v3's stored episodes were recorded as ['sim:metaworld expert=fingers']" in cli.stderr
     store = EpisodeStore.open(out)
-    assert store.num_episodes == 1 and store.sources == ["sim:metaworld"]
+    assert store.num_episodes == 1 and store.sources == ["sim:metaworld expert=fingers"]
+
+
+def test_a_store_of_reachs_hand_aimed_expert_is_not_resumed_with_the_fingers_aimed_one(tmp_path, monkeypatch):
+    from vla.envs.metaworld import MetaWorldSuite
+    from vla.record import RecordConfig, record
+
+    out = str(tmp_path / "d.zarr")
+    with monkeypatch.context() as before:  # the tag the stores recorded before the fingers-aimed expert have
+        before.setattr(MetaWorldSuite, "expert_tag", lambda self, task: "")
+        record(RecordConfig(tasks=["reach-v3", "drawer-close-v3"], episodes=1, out=out, image_size=32))
+    with pytest.raises(ValueError, match="reach-v3's stored episodes were recorded as \\['sim:metaworld'\\], "
+                                         "this run records 'sim:metaworld expert=fingers'"):
+        record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32))
+    assert record(RecordConfig(tasks=["drawer-close-v3"], episodes=2, out=out, image_size=32))["tasks"][
+        "drawer-close-v3"]["kept"] == 2  # its expert is the same: resumed
 
 
 def test_start_noise_moves_metaworlds_hand_start_per_seed_and_a_plain_reset_restores_it():
@@ -131,8 +146,9 @@ def test_start_noise_is_tagged_in_the_store_and_refused_for_a_suite_that_draws_i
     out = str(tmp_path / "d.zarr")
     report = record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32, start_noise=0.1))
     assert report["tasks"]["reach-v3"]["kept"] == 1
-    assert EpisodeStore.open(out).sources == ["sim:metaworld start=0.1"]
-    with pytest.raises(ValueError, match="this run records 'sim:metaworld'"):  # resuming without it is refused
+    assert EpisodeStore.open(out).sources == ["sim:metaworld start=0.1 expert=fingers"]
+    # resuming without it is refused
+    with pytest.raises(ValueError, match="this run records 'sim:metaworld expert=fingers'"):
         record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32))
     cli = subprocess.run([sys.executable, "-m", "vla.cli.record", "tasks=[tabletop-touch]", "episodes=1",
                           f"out={tmp_path / 't.zarr'}", "start_noise=0.1"], capture_output=True, text=True,
@@ -164,8 +180,9 @@ def test_after_success_records_the_expert_past_the_first_success_and_tags_the_st
 
     out = str(tmp_path / "d.zarr")
     record(RecordConfig(tasks=["reach-v3"], episodes=1, out=out, image_size=32, after_success=5))
-    assert EpisodeStore.open(out).sources == ["sim:metaworld after_success=5"]
-    with pytest.raises(ValueError, match="this run records 'sim:metaworld'"):  # resuming without it is refused
+    assert EpisodeStore.open(out).sources == ["sim:metaworld after_success=5 expert=fingers"]
+    # resuming without it is refused
+    with pytest.raises(ValueError, match="this run records 'sim:metaworld expert=fingers'"):
         record(RecordConfig(tasks=["reach-v3"], episodes=2, out=out, image_size=32))
     with pytest.raises(ValueError, match="after_success must be >= 0"):
         RecordConfig(after_success=-1)

@@ -114,12 +114,16 @@ def run_episode(env, policy, seed: int, action_noise: float = 0.0, start_noise: 
     return {k: np.stack(v) for k, v in frames.items()}, success, reset_info.get("goal")
 
 
-def episode_source(suite_name: str, cfg: RecordConfig) -> str:
-    """The store's source tag of a recorded episode: the suite, and DART's noise, the start's and the steps after
-    success when there are any, so that a resumed recording cannot mix demonstrations recorded otherwise unseen."""
-    return (f"sim:{suite_name}" + (f" dart={cfg.action_noise:g}" if cfg.action_noise else "")
+def episode_source(task: str, cfg: RecordConfig) -> str:
+    """The store's source tag of a recorded episode of `task`: its suite, and DART's noise, the start's, the steps
+    after success and the suite's expert tag when there are any, so that a resumed recording cannot mix
+    demonstrations recorded otherwise unseen."""
+    suite = suite_of(task)
+    expert = suite.expert_tag(task)
+    return (f"sim:{suite.name}" + (f" dart={cfg.action_noise:g}" if cfg.action_noise else "")
             + (f" start={cfg.start_noise:g}" if cfg.start_noise else "")
-            + (f" after_success={cfg.after_success}" if cfg.after_success else ""))
+            + (f" after_success={cfg.after_success}" if cfg.after_success else "")
+            + (f" expert={expert}" if expert else ""))
 
 
 def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int, int]], dict[str, set[str]]]:
@@ -140,8 +144,8 @@ def stored_progress(store: EpisodeStore, seed: int) -> tuple[dict[str, tuple[int
 def check_resumable(cfg: RecordConfig) -> None:
     """Raises ValueError, naming the task, if cfg asks a start_noise of a suite that draws its own start, or if
     the store at cfg.out already holds episodes of one of cfg's tasks recorded with another source tag (another
-    action_noise, start_noise or after_success) than this run would give them, or an episode whose goal its suite
-    no longer gives its seed (check_stored_goals)."""
+    action_noise, start_noise, after_success or expert) than this run would give them, or an episode whose goal
+    its suite no longer gives its seed (check_stored_goals)."""
     tasks = resolve_tasks(cfg.tasks)
     if cfg.start_noise:
         for task in tasks:
@@ -154,11 +158,11 @@ def check_resumable(cfg: RecordConfig) -> None:
     store = EpisodeStore.open(out)
     _, stored = stored_progress(store, cfg.seed)
     for task in tasks:
-        source = episode_source(suite_of(task).name, cfg)
+        source = episode_source(task, cfg)
         if stored.get(task, {source}) != {source}:
             raise ValueError(f"{out}: {task}'s stored episodes were recorded as {sorted(stored[task])}, this run "
-                             f"records {source!r} (another action_noise, start_noise or after_success): record "
-                             "into a new store")
+                             f"records {source!r} (another action_noise, start_noise, after_success or expert): "
+                             "record into a new store")
     check_stored_goals(store)
 
 
@@ -232,7 +236,7 @@ def record(cfg: RecordConfig) -> dict:
 
     def write(task: str, episode: dict, instruction: str, seed: int, goal) -> None:
         store.add_episode(episode, task=instruction, seed=seed, success=True, env_task=task, goal=goal,
-                          source=episode_source(suite_of(task).name, cfg))
+                          source=episode_source(task, cfg))
         bar.update(1)
         bar.set_postfix(task=task, seed=seed)
 

@@ -77,6 +77,11 @@ class Suite(ABC):
         """Every instruction an episode of `task` can be given (one for a Meta-World task, many for a
         grounding task whose episodes each draw their own)."""
 
+    def expert_tag(self, task: str) -> str:
+        """A short name for the expert `task` is recorded with, where it differs from the one the suite's earlier
+        stores were recorded with, or "": it joins the store's source tag, so a resumed recording cannot mix the two."""
+        return ""
+
     def episode_goal(self, task: str, seed: int) -> dict | None:
         """The structured goal (as `reset`'s `info["goal"]`) an episode of `task` is given at `seed`, computed without
         an env, or None for a suite whose tasks have no per-episode goal. Recording checks a resumed store's episodes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from vla.envs.metaworld.env import CAMERAS, MetaWorldEnv, metaworld_schema, schema_cameras
-from vla.envs.metaworld.expert import MetaWorldExpert
+from vla.envs.metaworld.expert import FINGERS_TO_GOAL, MetaWorldExpert
 from vla.envs.suite import ActionLimits, Suite, displacement_limits
 from vla.schema import Schema
 
@@ -46,6 +46,9 @@ class MetaWorldSuite(Suite):
 
     def make_expert(self, env: MetaWorldEnv) -> MetaWorldExpert:
         return MetaWorldExpert(env)
+
+    def expert_tag(self, task: str) -> str:
+        return "fingers" if task in FINGERS_TO_GOAL else ""  # reach's expert before 2026-12-07 aimed the hand
 
     def limits(self, env: MetaWorldEnv) -> ActionLimits:
         return displacement_limits(env.action_space)
