@@ -48,7 +48,7 @@ class MetaWorldSuite(Suite):
         return MetaWorldExpert(env)
 
     def expert_tag(self, task: str) -> str:
-        return "fingers" if task in FINGERS_TO_GOAL else ""  # reach's expert before 2026-12-07 aimed the hand
+        return "fingers" if task in FINGERS_TO_GOAL else ""  # until session 53 their experts aimed the hand
 
     def limits(self, env: MetaWorldEnv) -> ActionLimits:
         return displacement_limits(env.action_space)
