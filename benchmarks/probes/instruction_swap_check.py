@@ -3,7 +3,7 @@ table, puck and goal site; only the instruction (and where the goal is drawn) sa
 frame of each training episode of those tasks, the policy's first chunk of arm actions under each of the three
 instructions, against the chunk its demonstration took: the mean absolute error per (scene's task, instruction
 given). A policy that reads the words does best on the diagonal; one whose row is flat does the same whatever it
-is told (session 54: push and pick-place fell when reach's demonstrations changed, and nothing else did).
+is told (session 53's run in which push and pick-place fell when only reach's demonstrations changed).
 
 Usage: instruction_swap_check.py RUN_DIR [RUN_DIR...]   (RUN_DIR holds demos.zarr and train/, as metaworld_mt.py
 writes). Prints one JSON line per run and scene task.
@@ -33,13 +33,12 @@ def check(run: Path) -> list[dict]:
     policy = VLAPolicy.from_pretrained(run / "train")
     store = EpisodeStore.open(run / "demos.zarr")
     frames_of = first_frames(store)
-    actions = store.array(policy.schema.action.key)
+    actions, steps = store.array(policy.schema.action.key), policy.model.cfg.chunk_size
     rows = []
     for scene in SHARED_SCENE:
         frames, _ = frames_of[scene]
         batch = {key: store.array(key).get_orthogonal_selection((frames,))
                  for key in [*policy.schema.image_keys, STATE_KEY]}
-        steps = policy.model.cfg.chunk_size
         # the demonstration's first `steps` actions (every demonstration is longer than one chunk)
         demonstrated = np.stack([actions[int(f):int(f) + steps][:, ARM] for f in frames])
         row = {"run": str(run), "scene": scene, "episodes": len(frames), "mae_by_instruction": {}}

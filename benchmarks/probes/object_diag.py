@@ -1,15 +1,16 @@
 """Where does a push-v3 or pick-place-v3 policy lose its episodes? On the evaluation seeds (100000+), in closed loop
 with Meta-World's 500-step limit, per episode: success; the fingers' (tcp_center's) closest approach to the puck;
 how high the puck rose and how far it moved; its closest approach to the goal and where it ended. A failed episode
-is then one of: never reached the puck (closest approach over 3 cm), reached it without moving it (under 2 cm), moved
-it without bringing it within the task's success distance (push 5 cm, pick-place 7 cm) of the goal, or brought it
-there and left (failed only at the end would not count: Meta-World's success is any step's).
+is then one of: never reached the puck (closest approach over 3 cm), reached it without moving it (under 2 cm), or
+moved it without ever bringing it within the task's success distance (push 5 cm, pick-place 7 cm) of the goal
+(Meta-World's success is any step's, so an episode that got there succeeded).
 
 Usage: object_diag.py CHECKPOINT TASK [EPISODES=20]   (TASK: push-v3 or pick-place-v3)
 """
 import json
 import os
 import sys
+from collections import Counter
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -42,7 +43,8 @@ rows = []
 for seed in range(100000, 100000 + episodes):
     obs, _ = env.reset(seed=seed)
     sim = env.unwrapped
-    start, goal = sim.privileged_observation()[4:7].copy(), sim.privileged_observation()[-3:].copy()
+    raw = sim.privileged_observation()
+    start, goal = raw[4:7].copy(), raw[-3:].copy()
     policy.reset()
     reach, rise, moved, to_goal, success, done = np.inf, 0.0, 0.0, np.inf, False, False
     while not done:
@@ -59,8 +61,6 @@ for seed in range(100000, 100000 + episodes):
                  "puck_to_goal_end_cm": round(100 * float(np.linalg.norm(puck - goal)), 1)})
     rows[-1]["outcome"] = outcome(rows[-1])
     print(json.dumps(rows[-1]), flush=True)
-counts: dict[str, int] = {}
-for row in rows:
-    counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
-print(json.dumps({"checkpoint": checkpoint, "task": task, "episodes": episodes, "outcomes": counts,
+print(json.dumps({"checkpoint": checkpoint, "task": task, "episodes": episodes,
+                  "outcomes": dict(Counter(row["outcome"] for row in rows)),
                   "success_cm": SUCCESS_CM[task]}))
