@@ -65,14 +65,14 @@ STEPS = {"mt10": 24000, "mt50": 60000}
 # whole image against the state by up to ~3 cm, and the goals of reach, push and pick-place are 2-3 pixels wide.
 # With it, reach-v3's first action was the same for every goal (std 0.000 over 50 training episodes,
 # benchmarks/probes/first_action_check.py) and MT10 scored 47.0%; without it, 61.0% at the same 6000 steps
-# (session 47, README).
+# (session 47, benchmarks/results/metaworld_history.md).
 # The final-state head on the image tokens: from an episode's first frame the encoder is also trained to say where
 # the demonstration's hand ends and where it first grasps (the puck, for push and pick-place), so finding a small
 # object no longer waits on the action loss alone, which found the puck by 12000 steps on one seed and never on
 # the other. Training-only targets from the demonstration: the policy's inputs do not change. MT10 at 24000 steps:
 # 81.0 and 82.5% (seeds 0 and 1) against 78.5 and 60.0% without it; push 85 and 80%, pick-place 30 and 55%;
-# training ~250 samples/s against ~310, 59.9 and 62.5 min of stages (session 51, README). MT50: 60.9 against
-# 32.2 mean of group means (session 52).
+# training ~250 samples/s against ~310, 59.9 and 62.5 min of stages (session 51, results/metaworld_history.md).
+# MT50: 60.9 against 32.2 mean of group means (session 52).
 TRAIN_OVERRIDES = ["max_memory_gb=12", "shift_pixels=0", "model.final_state_weight=10",
                    "model.final_state_keyframe=true", "model.final_state_reads=image_tokens",
                    "keep_every=6000"]  # the steps benchmarks/probes/first_action_check.py compares

@@ -54,7 +54,8 @@ class RecordConfig:
     # episode limit). Meta-World's episode ends at its first success, and reach succeeds within 5 cm of its goal,
     # so a demonstration that stops there ends on a 5-cm shell around the goal and shows no state nearer it.
     # Evaluation still ends at the first success. Measured at 20 on MT10 (one seed, session 53): 81.5% against 80.5%,
-    # reach 35% against 55% with the hand-aimed reach expert of the time (README, MT10), so 0 (stop there) is kept.
+    # reach 35% against 55% with the hand-aimed reach expert of the time (benchmarks/results/metaworld_history.md),
+    # so 0 (stop there) is kept.
     after_success: int = 0
     # Tasks recorded at once, each in a spawned process of its own that sends its episodes back to this one, which
     # alone writes the store. Recording one task keeps one core busy (measured on Meta-World: 101% CPU), so two

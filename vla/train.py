@@ -52,7 +52,7 @@ class TrainConfig:
     shift_pixels: int = 4
     # How a batch's frames are drawn (chunk_dataset.SAMPLING): "frame", every frame alike; "episode", every
     # demonstration alike, whatever its length. On MT10 "episode" gave 69.5 and 71.0% over two training seeds
-    # against 78.5 and 60.0% (README): level on the mean, so "frame" stays.
+    # against 78.5 and 60.0% (benchmarks/results/metaworld_history.md): level on the mean, so "frame" stays.
     sampling: str = "frame"
     save_every: int = 500
     # A checkpoint holds the weights and the optimizer state (65-85 MB for Meta-World's model): MT50's 60000

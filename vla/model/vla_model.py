@@ -100,8 +100,9 @@ class VLAConfig:
     # tokens, flattened in grid order (the embedded model's, any connector; FiLM-conditioned where `film` is on),
     # trained on first frames as the keypoint head is. Meta-World's puck and goals are 2 to 3 pixels wide; from the
     # action loss alone the encoder found push's puck at 12000 steps on one seed and not in 24000 on another
-    # (README, MT10). This target asks it where the demonstration grasps and ends from the first frame, without
-    # the FilmCNN's cost (~46 samples/s on Meta-World; this head ~256, against ~310 without one). At 6000 steps (one
+    # (benchmarks/results/metaworld_history.md). This target asks it where the demonstration grasps and ends from
+    # the first frame, without the FilmCNN's cost (~46 samples/s on Meta-World; this head ~256, against ~310
+    # without one). At 6000 steps (one
     # seed) MT10 scored 66.5% against 61.0%; at 24000 steps 81.0 and 82.5% on two seeds against 78.5 and 60.0%, so
     # benchmarks/metaworld_mt.py trains with it. The model's default stays auto (README, MT10).
     final_state_reads: str = "auto"
