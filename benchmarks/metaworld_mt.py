@@ -57,7 +57,9 @@ PUBLISHED = {
 # frames, where MT10's 24000 are ~21 over its ~37k: what fits 4 hours (~100 min at that speed, beside ~45 min of
 # recording and ~60 of evaluation). With the head below (session 52): 60.9 mean of group means against 32.2
 # without it and 27.7 at 25000 steps with the augmentation; 3.40 h of stages (train 153 min at ~230 samples/s,
-# some 15 of them lost to tests sharing the machine; evaluate 17 in two workers).
+# some 15 of them lost to tests sharing the machine; evaluate 17 in two workers). With reach's fingers-aimed expert
+# (session 55): 59.0 in 2.76 h alone (record 16 min, train 133, evaluate 17), and 40.8 from the same run's step-30000
+# checkpoint: more steps pay, and ~24000 more fit the 4 hours (README).
 STEPS = {"mt10": 24000, "mt50": 60000}
 # MT50's ~190k frames are ~5 GB of 96x96 images: held in memory (this machine has 24 GiB), a batch is a few
 # array gathers instead of zarr chunk decoding in loader processes that would share the 2 cores with training.
