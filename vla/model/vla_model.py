@@ -103,7 +103,8 @@ class VLAConfig:
     # (benchmarks/results/metaworld_history.md). This target asks it where the demonstration grasps and ends from
     # the first frame, without the FilmCNN's cost (~46 samples/s on Meta-World; this head ~256, against ~310
     # without one). At 6000 steps (one seed) MT10 scored 66.5% against 61.0%; at 24000 steps 81.0 and 82.5% on two
-    # seeds against 78.5 and 60.0%, so benchmarks/metaworld_mt.py trains with it. The model's default stays auto (README, MT10).
+    # seeds against 78.5 and 60.0%, so benchmarks/metaworld_mt.py trains with it. The model's default stays auto
+    # (README, MT10).
     final_state_reads: str = "auto"
     # The keypoint head learns from each episode's first N frames only (the trainer draws a batch of them each
     # step, beside the action batch). Later in an episode the hand's own position says where it is heading: a
