@@ -35,17 +35,17 @@ if __name__ == "__main__":
     tasks = list(results["tasks"])
     groups = {g: [t for t in tasks if results["tasks"][t]["group"] == g] for g in results["groups"]}
     episodes = next(iter(results["tasks"].values()))["episodes"]
-    missing = [s for s in args.steps if not (args.run / "train" / "checkpoints" / f"step_{s:06d}").is_dir()]
+    checkpoints = args.run / "train" / "checkpoints"
+    missing = [s for s in args.steps if not (checkpoints / f"step_{s:06d}").is_dir()]
     if missing:
-        sys.exit(f"no checkpoint kept at steps {missing} under {args.run / 'train' / 'checkpoints'}")
+        sys.exit(f"no checkpoint kept at steps {missing} under {checkpoints}")
     for steps in args.steps:
         out = args.run / f"at_step_{steps}"
         out.mkdir(exist_ok=True)
-        per_task = evaluate_stage(out, args.run / "train" / "checkpoints" / f"step_{steps:06d}", tasks, episodes,
-                                  500, Progress(out), workers=2)
+        per_task = evaluate_stage(out, checkpoints / f"step_{steps:06d}", tasks, episodes, 500, Progress(out),
+                                  workers=2)
         seconds = json.loads((out / "progress.json").read_text())["stage_s"].get("evaluate")
         print(json.dumps(summary(steps, per_task, groups, seconds) | {"seeds_from": EVAL_SEED}), flush=True)
-    last = {t: {"success_rate": r["success_rate"]} for t, r in results["tasks"].items()}
-    final_steps = max(int(p.name.removeprefix("step_")) for p in (args.run / "train" / "checkpoints").glob("step_*"))
-    print(json.dumps(summary(final_steps, last, groups, results["stage_s"].get("evaluate"))
+    final_steps = max(int(p.name.removeprefix("step_")) for p in checkpoints.glob("step_*"))
+    print(json.dumps(summary(final_steps, results["tasks"], groups, results["stage_s"].get("evaluate"))
                      | {"seeds_from": EVAL_SEED}))
