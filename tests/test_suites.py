@@ -188,6 +188,22 @@ def test_after_success_records_the_expert_past_the_first_success_and_tags_the_st
         RecordConfig(after_success=-1)
 
 
+def test_pick_places_expert_brings_the_object_to_the_goal_and_tags_the_store(tmp_path):
+    from vla.datasets.episode_store import EpisodeStore
+    from vla.record import RecordConfig, record, run_episode
+
+    suite = get_suite("metaworld")
+    env = suite.make_env("pick-place-v3", suite.default_schema(32), 200)
+    _, success, _ = run_episode(env, suite.make_expert(env), seed=3, after_success=60)
+    state = env.unwrapped.privileged_observation()
+    # Meta-World's own expert holds the hand on the goal and leaves the object ~4 cm below it (its success is 7 cm)
+    assert success and np.linalg.norm(state[4:7] - state[-3:]) < 0.015 < 0.03 < np.linalg.norm(state[:3] - state[-3:])
+    env.close()
+    out = str(tmp_path / "d.zarr")
+    record(RecordConfig(tasks=["pick-place-v3"], episodes=1, out=out, image_size=32))
+    assert EpisodeStore.open(out).sources == ["sim:metaworld expert=object"]
+
+
 def test_dart_noise_perturbs_the_executed_action_and_keeps_the_experts_label():
     from vla.envs import get_suite
     from vla.record import run_episode

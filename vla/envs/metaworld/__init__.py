@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from vla.envs.metaworld.env import CAMERAS, MetaWorldEnv, metaworld_schema, schema_cameras
-from vla.envs.metaworld.expert import FINGERS_TO_GOAL, MetaWorldExpert
+from vla.envs.metaworld.expert import FINGERS_TO_GOAL, OBJECT_TO_GOAL, MetaWorldExpert
 from vla.envs.suite import ActionLimits, Suite, displacement_limits
 from vla.schema import Schema
 
@@ -48,7 +48,8 @@ class MetaWorldSuite(Suite):
         return MetaWorldExpert(env)
 
     def expert_tag(self, task: str) -> str:
-        return "fingers" if task in FINGERS_TO_GOAL else ""  # until session 53 their experts aimed the hand
+        # until session 53 reach's experts aimed the hand, until session 56 pick-place's the hand
+        return "fingers" if task in FINGERS_TO_GOAL else "object" if task in OBJECT_TO_GOAL else ""
 
     def limits(self, env: MetaWorldEnv) -> ActionLimits:
         return displacement_limits(env.action_space)
