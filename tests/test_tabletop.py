@@ -134,6 +134,29 @@ def test_splits_are_disjoint():
     assert resolve_tasks(["tabletop"]) == [f"tabletop-{s}" for s in SKILLS]  # the suite's name: its training tasks
 
 
+def test_renamings_name_only_objects_the_skill_trains_and_move_the_targets_with_them():
+    train = {i for t in resolve_tasks(["tabletop"]) for i in SUITE.instructions(t)}
+    for skill in SKILLS:
+        for seed in range(50):
+            scene, goal = sample_episode(skill, "seen", seed)
+            renamings = SUITE.renamings(f"tabletop-{skill}", seed)
+            xy = {f"{o.color} {o.shape}": np.array(o.xy) for o in scene.objects}
+            named = [next(n for n in xy if n in r.instruction) for r in renamings]
+            assert len(set(named)) == len(renamings) >= 2  # the own goal and at least one other object
+            own = renamings[[r.instruction for r in renamings].index(goal.instruction)]
+            assert not own.final_shift.any() and not own.keyframe_shift.any()
+            for r, name in zip(renamings, named, strict=True):
+                assert tuple(name.split()) in seen_pairs(skill) and r.instruction in train  # never a held-out target
+                moved = xy[name] - xy[f"{goal.color} {goal.shape}"]
+                np.testing.assert_allclose(r.keyframe_shift, [*moved, 0, 0], atol=1e-6)
+                # a place ends over its pad, wherever the object was
+                np.testing.assert_allclose(r.final_shift, [0] * 4 if skill == "place" else [*moved, 0, 0], atol=1e-6)
+    # an evaluation split's or an attribute variant's episode is never renamed
+    assert SUITE.renamings("tabletop-touch-heldout-compositions", 0) == []
+    assert SUITE.renamings("tabletop-lift-by-shape", 0) == []
+    assert get_suite("metaworld").renamings("reach-v3", 0) == []
+
+
 def test_both_cameras_are_schema_valid_and_the_ablations_keep_the_scene():
     seen, blind, swapped = (make_env(t, image_size=TINY_IMAGE) for t in
                             ("tabletop-lift", "tabletop-lift-blind", "tabletop-lift-swapped"))

@@ -212,6 +212,59 @@ def test_keyframe_approach_batch_trains_the_keyframe_target_on_the_way_to_the_gr
         tiny_model_config(final_state_weight=1.0, keyframe_approach_batch=2)
 
 
+def test_final_state_renamed_asks_the_head_for_other_objects_of_the_scene(grasp_store, tiny_store, tmp_path,
+                                                                         monkeypatch):
+    """model.final_state_renamed: that share of the head's first frames name another object of their scene (the
+    suite's renamings), their final state and keyframe moved with it; the action batch is untouched."""
+    from vla.datasets.renamings import EpisodeRenamings
+    from vla.envs.tabletop import TabletopSuite
+
+    source = open_source(grasp_store)
+    renamings = EpisodeRenamings(source)
+    dataset = ChunkDataset(source, 4)
+    rows = np.repeat(dataset.first_frames(1), 20)  # each episode's first frame, 20 times
+    batch = dataset.get_batch(rows)
+    renamed = renamings.apply(batch, dataset.episode_of_frame[rows], 1.0, np.random.default_rng(0))
+    for e in (0, 1):
+        own = renamings.per_episode[e]
+        mine = dataset.episode_of_frame[rows] == e
+        assert {batch[TASK_KEY][i] for i in np.flatnonzero(mine)} == {source.episode_tasks()[e]}
+        assert {renamed[TASK_KEY][i] for i in np.flatnonzero(mine)} == {r.instruction for r in own}  # all drawn
+        for i in np.flatnonzero(mine):
+            r = next(r for r in own if r.instruction == renamed[TASK_KEY][i])
+            np.testing.assert_allclose(renamed["final_state"][i], batch["final_state"][i] + r.final_shift)
+            np.testing.assert_allclose(renamed["keyframe_state"][i], batch["keyframe_state"][i] + r.keyframe_shift)
+    untouched = renamings.apply(batch, dataset.episode_of_frame[rows], 0.0, np.random.default_rng(0))
+    assert untouched[TASK_KEY] == batch[TASK_KEY]
+
+    applied = []
+    apply = EpisodeRenamings.apply
+    monkeypatch.setattr(EpisodeRenamings, "apply", lambda self, b, e, share, rng: applied.append((len(e), share))
+                        or apply(self, b, e, share, rng))
+    model = tiny_model_config(final_state_weight=1.0, final_state_keyframe=True, final_state_batch=3,
+                              final_state_renamed=0.5)
+    model.backbone.connector = "film_cnn"
+    cfg = dataclasses.replace(config(grasp_store, tmp_path / "run", 2, shift_pixels=0, save_every=2), model=model)
+    train(cfg)
+    assert applied == [(3, 0.5)] * 2  # each step, the head's first frames
+    # a store no suite can rename, a head that does not read first frames, a share out of range: named
+    with pytest.raises(ValueError, match="needs episodes that a suite can rename"):
+        train(dataclasses.replace(cfg, dataset=str(tiny_store), out=str(tmp_path / "metaworld")))
+    plain_head = tiny_model_config(final_state_weight=1.0, final_state_renamed=1.0)
+    with pytest.raises(ValueError, match="it needs a keypoint head"):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "no_head"), model=plain_head))
+    with pytest.raises(ValueError, match="final_state_renamed must be in \\[0, 1\\]"):
+        tiny_model_config(final_state_weight=1.0, final_state_renamed=1.5)
+    with pytest.raises(ValueError, match="final_state_renamed relabels the keypoint head's frames"):
+        tiny_model_config(final_state_renamed=1.0)
+    # a store whose episodes its suite now draws otherwise is refused, not relabelled with another scene's objects
+    drawn_otherwise = TabletopSuite.renamings
+    monkeypatch.setattr(TabletopSuite, "renamings", lambda self, task, seed: [
+        dataclasses.replace(r, instruction=r.instruction + " now") for r in drawn_otherwise(self, task, seed)])
+    with pytest.raises(ValueError, match="episode 0 \\(tabletop-touch, seed 0\\) was given .* no longer gives"):
+        EpisodeRenamings(source)
+
+
 def test_goal_tokens_are_the_keypoint_heads_prediction_after_the_state(tiny_store, tmp_path):
     """model.goal_tokens: the prompt ends with the keypoint head's predicted final and keyframe states as state
     bins, after the state tokens (which state_dropout masks, not the goals); the policy decodes with them."""

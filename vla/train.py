@@ -23,6 +23,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from vla.cpu_memory import keep_freed_memory, release_freed_memory
 from vla.datasets.chunk_dataset import SAMPLING, ChunkDataset, StepBatches, open_source, step_loader, step_seed
+from vla.datasets.renamings import EpisodeRenamings
 from vla.datasets.stats import store_stats
 from vla.model.vla_model import VLAConfig
 from vla.plots import plot_loss_curve
@@ -184,6 +185,10 @@ def train_run(cfg: TrainConfig) -> Path:
         torch.manual_seed(cfg.seed)
         stats = store_stats(store, [STATE_KEY, ACTION_KEY])
         policy = VLAPolicy.create(cfg.model, store.schema, stats, store.episode_tasks(), training_meta(store, cfg))
+    # the keypoint head's first frames renamed to other objects of their scenes (VLAConfig.final_state_renamed);
+    # their instructions are the store's words in its templates, and the text tokenizer is fitted on the store's
+    renamings = EpisodeRenamings(store) if cfg.model.final_state_renamed else None
+    prompts = store.episode_tasks() + (renamings.instructions() if renamings else [])
     model = policy.model
     tok = model.action_tokenizer
 
@@ -201,7 +206,7 @@ def train_run(cfg: TrainConfig) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
     if cfg.compile or (cfg.compile is None and cfg.steps - start >= COMPILE_FROM_STEPS):
-        core.text_length = max(len(core.text_ids(t)) for t in set(store.episode_tasks()))
+        core.text_length = max(len(core.text_ids(t)) for t in set(prompts))
         core.backbone.compile(training=True)
 
     if accelerator.is_main_process:
@@ -225,6 +230,9 @@ def train_run(cfg: TrainConfig) -> Path:
         if len(approach) == 0:
             raise ValueError(f"{cfg.dataset}: model.keyframe_approach_batch needs episodes whose gripper changes "
                              "(a grasp), and no episode's does")
+    if renamings is not None and anchors is None:
+        raise ValueError("model.final_state_renamed relabels the keypoint head's first frames: it needs a keypoint "
+                         "head (model.backbone.connector=film_cnn, or model.final_state_reads=image_tokens)")
     for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         with accelerator.autocast():  # goal_tokens run the keypoint head here: in bf16, about half fp32's time
@@ -238,6 +246,9 @@ def train_run(cfg: TrainConfig) -> Path:
             if approach is not None:
                 rows = np.concatenate([rows, rng.choice(approach, cfg.model.keyframe_approach_batch)])
             first = dataset.get_batch(rows)
+            if renamings is not None:  # the first frames only: approach frames are already heading for the object
+                first = renamings.apply(first, dataset.episode_of_frame[rows[:head_batch]],
+                                        cfg.model.final_state_renamed, rng)
             head_prefix = core.build_prefix(torch.from_numpy(first["images"]), first[STATE_KEY], first[TASK_KEY],
                                             head_only=True)
             first_frames = (head_prefix, first[STATE_KEY], first["final_state"], first["keyframe_state"],

@@ -19,10 +19,12 @@ of what the factors pick (a color, a shape) that holds for a pair never seen tog
 `context=1` lets each factor's choice of word see the next word too ("blue" before "pad", not "cube").
 
 Usage: composition_probe.py STEPS [film=ngram|none] [bigram_dropout=0.5] [dropout_per=instruction] [factors=0]
-       [context=0] [find=0] [factored=0] [positional=0] [scenes=400] [scenes_version=v2|v1]
+       [context=0] [find=0] [factored=0] [positional=0] [counterfactual=0] [seed=0] [scenes=400]
+       [scenes_version=v3|v2|v1]
 `factored=R` adds the FiLM's factored bigrams of rank R (model.backbone.film_factored_rank); `positional=1` its
-positional unigrams (model.backbone.film_positional).
-Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v2.npz on first use (~1 s per 10 scenes).
+positional unigrams (model.backbone.film_positional). `counterfactual=P` (session 56) names another object of
+the scene in that share of the training samples (below). `seed=` the initialization's and the batches' seed.
+Renders and caches the scenes in runs/probe_scenes/compositions_<scenes>_v3.npz on first use (~1 s per 10 scenes).
 """
 import json
 import sys
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 
 from vla.envs.tabletop.env import TabletopEnv
-from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS
+from vla.envs.tabletop.language import HELDOUT_PAIRS, SKILLS, seen_pairs
 from vla.envs.tabletop.scene import COLORS, SHAPES
 from vla.model.families.embedded import FilmCNN, InstructionFiLM
 
@@ -46,11 +48,16 @@ context = opts.get("context", "0") == "1"
 dropout_per = opts.get("dropout_per", "instruction")
 factored_rank = int(opts.get("factored", 0))  # the FiLM's factored bigrams (InstructionFiLM.factored_rank)
 positional = opts.get("positional", "0") == "1"  # the FiLM's positional unigrams (InstructionFiLM.positional)
-torch.manual_seed(0)
+# counterfactual=P: that share of training samples names, in the same template, another object of the scene whose
+# pair the skill trains as a target (never a held-out one), with that object's xy as the target: each image is
+# asked for all its objects, so the same color word meets both shapes (and the shape word both colors) in one scene
+counterfactual = float(opts.get("counterfactual", 0))
+seed = int(opts.get("seed", 0))
+torch.manual_seed(seed)
 
 
 def render(split: str, per_skill: int, first_seed: int) -> dict[str, np.ndarray]:
-    images, named, others, texts = [], [], [], []
+    images, named, others, texts, objects_xy, pairs, targets = [], [], [], [], [], [], []
     for skill in SKILLS:
         env = TabletopEnv(f"tabletop-{skill}" + ("" if split == "seen" else f"-{split}"), cameras=("scene",))
         for seed in range(first_seed, first_seed + per_skill):
@@ -60,24 +67,32 @@ def render(split: str, per_skill: int, first_seed: int) -> dict[str, np.ndarray]
             named.append(objects[env.target_index])
             others.append([xy for i, xy in enumerate(objects) if i != env.target_index])
             texts.append(env.instruction)
+            objects_xy.append(objects)
+            pairs.append([o.name for o in env.scene.objects])
+            targets.append(env.target_index)
         env.close()
-    return dict(images=np.stack(images), named=np.stack(named), others=np.array(others), texts=np.array(texts))
+    return dict(images=np.stack(images), named=np.stack(named), others=np.array(others), texts=np.array(texts),
+                objects=np.array(objects_xy), pairs=np.array(pairs), target=np.array(targets))
 
 
 # v2 (session 21): training scenes hold no held-out pair, even as a distractor (language.HELDOUT_PAIRS); the
-# held-out-composition scenes are as before. `scenes_version=v1` reads a cache rendered before (the code that
-# renders v1 is gone: v1 is read only where it is kept)
-version = opts.get("scenes_version", "v2")
+# held-out-composition scenes are as before. v3 (session 56): v2 with every object's pair and xy (counterfactual=),
+# rendered under the split of session 44. `scenes_version=v1|v2` reads a cache rendered before (the code that
+# renders them is gone: they are read only where they are kept)
+version = opts.get("scenes_version", "v3")
 cache = Path(f"runs/probe_scenes/compositions_{n_scenes}_{version}.npz")
-if version != "v2" and not cache.exists():
-    sys.exit(f"{cache}: no such cache (only v2 can be rendered)")
+if version != "v3" and not cache.exists():
+    sys.exit(f"{cache}: no such cache (only v3 can be rendered)")
 if not cache.exists():
     cache.parent.mkdir(parents=True, exist_ok=True)
     parts = {"train": render("seen", n_scenes, 0), "seen": render("seen", 50, 100000),
              "heldout": render("heldout-compositions", 50, 100000)}
     np.savez_compressed(cache, **{f"{p}_{k}": v for p, d in parts.items() for k, v in d.items()})
 data = np.load(cache)
-split = {p: {k: data[f"{p}_{k}"] for k in ("images", "named", "others", "texts")} for p in ("train", "seen", "heldout")}
+split = {p: {k[len(p) + 1:]: data[k] for k in data.files if k.startswith(f"{p}_")}
+         for p in ("train", "seen", "heldout")}
+if counterfactual and "pairs" not in split["train"]:
+    sys.exit(f"counterfactual= needs the objects' pairs, which {cache} (scenes_version={version}) does not keep")
 words = sorted({w for p in split.values() for t in p["texts"] for w in t.split()})
 vocab = {w: i + 1 for i, w in enumerate(words)}  # 0 pads
 
@@ -178,7 +193,7 @@ net = Probe()
 opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.95))
 train = split["train"]
 mu, sd = train["named"].mean(0), train["named"].std(0)
-rng = np.random.default_rng(0)
+rng = np.random.default_rng(seed)
 t0 = time.time()
 
 
@@ -204,11 +219,27 @@ def score(part: dict) -> dict:
                             for kind, want in (("everywhere", True), ("one_skill", False))}} if is_global.any() else {})}
 
 
+def training_batch(i: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The instructions and target xy of training scenes i; with counterfactual=P, that share renamed to another
+    object of the scene whose pair the scene's skill trains as a target."""
+    texts, xy = list(train["texts"][i]), train["named"][i].copy()
+    for row, scene in enumerate(i):
+        if rng.random() >= counterfactual:
+            continue
+        skill = SKILLS[scene // n_scenes]  # the training part holds n_scenes scenes of each skill, in SKILLS' order
+        names = train["pairs"][scene]
+        allowed = [k for k, name in enumerate(names) if tuple(name.split()) in seen_pairs(skill)]
+        k = allowed[rng.integers(len(allowed))]
+        texts[row] = texts[row].replace(names[train["target"][scene]], names[k], 1)
+        xy[row] = train["objects"][scene][k]
+    return texts, xy
+
+
 for s in range(steps):
     net.train()
     i = rng.integers(0, len(train["images"]), 32)
-    loss = nn.functional.mse_loss(net(train["images"][i], train["texts"][i]),
-                                  torch.from_numpy((train["named"][i] - mu) / sd))
+    texts, xy = training_batch(i)
+    loss = nn.functional.mse_loss(net(train["images"][i], np.array(texts)), torch.from_numpy((xy - mu) / sd))
     opt.zero_grad()
     loss.backward()
     opt.step()

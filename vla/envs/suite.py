@@ -27,6 +27,18 @@ class ActionLimits:
     rest: np.ndarray
 
 
+@dataclass(frozen=True)
+class Renaming:
+    """An episode's first frames given another instruction: one naming another object of the same scene, and where
+    the demonstration's state would then end (`final_shift`) and first change its gripper (`keyframe_shift`), as
+    offsets from where it did (state dimensions). A training-time relabel for the keypoint head's targets
+    (VLAConfig.final_state_renamed); the policy's inputs stay the image, the state and the instruction."""
+
+    instruction: str
+    final_shift: np.ndarray
+    keyframe_shift: np.ndarray
+
+
 class Suite(ABC):
     """A family of tasks. Its envs report `info["is_success"]` every step, and may report `info["outcome"]`, a
     short category of how the episode is going (tabletop: which object the hand went to); evaluation counts
@@ -81,6 +93,12 @@ class Suite(ABC):
         """A short name for the expert `task` is recorded with, where it differs from the one the suite's earlier
         stores were recorded with, or "": it joins the store's source tag, so a resumed recording cannot mix the two."""
         return ""
+
+    def renamings(self, task: str, seed: int) -> list[Renaming]:
+        """The instructions an episode of `task` at `seed` could have been given in the same scene, each naming an
+        object that the task trains as a target (its own goal's among them), with the keypoint head's targets
+        moved to it (`Renaming`); [] for a suite whose scenes hold one object per task (Meta-World)."""
+        return []
 
     def episode_goal(self, task: str, seed: int) -> dict | None:
         """The structured goal (as `reset`'s `info["goal"]`) an episode of `task` is given at `seed`, computed without

@@ -3,9 +3,12 @@ paraphrases out of training. `tabletop` alone means the training tasks (the seen
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
-from vla.envs.suite import Suite, displacement_limits
+import numpy as np
+
+from vla.envs.suite import Renaming, Suite, displacement_limits
 from vla.envs.tabletop.env import (
     CAMERAS,
     SPLITS,
@@ -18,7 +21,16 @@ from vla.envs.tabletop.env import (
     task_names,
 )
 from vla.envs.tabletop.expert import TabletopExpert
-from vla.envs.tabletop.language import DIRECTIONS, SKILLS, TEMPLATES, Goal, naming_of, target_pairs, templates
+from vla.envs.tabletop.language import (
+    DIRECTIONS,
+    SKILLS,
+    TEMPLATES,
+    Goal,
+    naming_of,
+    seen_pairs,
+    target_pairs,
+    templates,
+)
 from vla.envs.tabletop.scene import COLORS, N_OBJECTS
 from vla.schema import Schema
 
@@ -61,6 +73,26 @@ class TabletopSuite(Suite):
                  for (c, s), t, extra in itertools.product(target_pairs(skill, split), templates(skill, split),
                                                            extras.get(skill, [{}])))
         return sorted({g.instruction for g in goals})
+
+    def renamings(self, task: str, seed: int) -> list[Renaming]:
+        """The seen split's episodes only (an attribute variant's instruction names one attribute): each object of
+        the scene whose pair the skill trains as a target, named in the goal's own template (with its direction or
+        pad). Every skill's plan is relative to the object's place (vla.envs.tabletop.expert.plan) except where a
+        place ends, over its pad: the hand would end (touch, push, lift) and grasp (lift, place) as far from where it
+        did as the object is from the named one. A held-out pair in the scene is never named."""
+        skill, variant = parse_task(task)
+        if variant != "seen":
+            return []
+        scene, goal = episode_of(skill, variant, seed)
+        named = next(o for o in scene.objects if (o.color, o.shape) == (goal.color, goal.shape))
+        renamings = []
+        for o in scene.objects:
+            if (o.color, o.shape) not in seen_pairs(skill):
+                continue
+            shift = np.array([o.xy[0] - named.xy[0], o.xy[1] - named.xy[1], 0.0, 0.0], np.float32)  # STATE_NAMES
+            renamed = dataclasses.replace(goal, color=o.color, shape=o.shape)
+            renamings.append(Renaming(renamed.instruction, np.zeros_like(shift) if skill == "place" else shift, shift))
+        return renamings
 
     def episode_goal(self, task: str, seed: int) -> dict:
         return episode_of(*parse_task(task), seed)[1].to_json()
