@@ -46,7 +46,7 @@ class EpisodeRenamings:
                              "(simulated, with their seeds, in scenes of several objects: tabletop); none here can")
 
     def instructions(self) -> list[str]:
-        """Every instruction a renaming gives, for the text tokenizer and the compiled prompt length."""
+        """Every instruction a renaming gives (the compiled prompt length must hold them)."""
         return sorted({r.instruction for renamings in self.per_episode for r in renamings})
 
     def apply(self, batch: dict, episodes: np.ndarray, share: float, rng: np.random.Generator) -> dict:
