@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vla.datasets.episode_store import EpisodeStore
-from vla.envs import get_suite, resolve_tasks, suite_of, suites
+from vla.envs import resolve_tasks, suite_of, suites_by_task
 from vla.policies.protocol import batch_observation
 from vla.schema import TASK_KEY
 
@@ -172,7 +172,7 @@ def check_stored_goals(store: EpisodeStore) -> None:
     gives that task and seed (Suite.episode_goal): the store was recorded under other splits or scenes, and
     training on it could train a pair the suite now holds out. Episodes of tasks no registered suite has, or
     without a goal, are not checked."""
-    suite_of_task = {task: suite for suite in map(get_suite, suites()) for task in suite.tasks()}
+    suite_of_task = suites_by_task()
     for i, (task, seed, goal) in enumerate(zip(store.episode_env_tasks(), store.episode_meta("episode_seed").tolist(),
                                                store.episode_goals(), strict=True)):
         suite = suite_of_task.get(task)

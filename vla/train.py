@@ -188,6 +188,9 @@ def train_run(cfg: TrainConfig) -> Path:
     # the keypoint head's first frames renamed to other objects of their scenes (VLAConfig.final_state_renamed);
     # their instructions are the store's words in its templates, and the text tokenizer is fitted on the store's
     renamings = EpisodeRenamings(store) if cfg.model.final_state_renamed else None
+    if renamings is not None and "final_state" not in policy.model.heads:
+        raise ValueError("model.final_state_renamed relabels the keypoint head's first frames: it needs a keypoint "
+                         "head (model.backbone.connector=film_cnn, or model.final_state_reads=image_tokens)")
     prompts = store.episode_tasks() + (renamings.instructions() if renamings else [])
     model = policy.model
     tok = model.action_tokenizer
@@ -230,9 +233,6 @@ def train_run(cfg: TrainConfig) -> Path:
         if len(approach) == 0:
             raise ValueError(f"{cfg.dataset}: model.keyframe_approach_batch needs episodes whose gripper changes "
                              "(a grasp), and no episode's does")
-    if renamings is not None and anchors is None:
-        raise ValueError("model.final_state_renamed relabels the keypoint head's first frames: it needs a keypoint "
-                         "head (model.backbone.connector=film_cnn, or model.final_state_reads=image_tokens)")
     for step, batch in zip(bar, step_loader(batches, start, cfg.steps, workers), strict=True):
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, accelerator.process_index))  # token dropout
         with accelerator.autocast():  # goal_tokens run the keypoint head here: in bf16, about half fp32's time

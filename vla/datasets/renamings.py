@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla.envs.registry import suite_of
+from vla.envs import suites_by_task
 from vla.envs.suite import Renaming
 from vla.schema import TASK_KEY
-
-
-def renamings_of(env_task: str | None, seed: int) -> list[Renaming]:
-    """An episode's renamings: [] without a simulator task of a registered suite or a seed."""
-    if not env_task or seed < 0:
-        return []
-    try:
-        suite = suite_of(env_task)
-    except KeyError:  # a task no suite here has (a LeRobotDataset's)
-        return []
-    return suite.renamings(env_task, seed)
 
 
 class EpisodeRenamings:
     """Each episode's renamings (its own instruction among them), from its simulator task and seed."""
 
     def __init__(self, source):
-        seeds = source.episode_meta("episode_seed").tolist()
+        seeds, suite_of_task = source.episode_meta("episode_seed").tolist(), suites_by_task()
         self.per_episode: list[list[Renaming]] = []
         for e, (env_task, instruction, seed) in enumerate(zip(source.episode_env_tasks(), source.episode_tasks(),
                                                               seeds, strict=True)):
-            renamings = renamings_of(env_task, int(seed))
+            # none without a seed or a task of a suite here (a LeRobotDataset's)
+            suite = suite_of_task.get(env_task) if seed >= 0 else None
+            renamings = suite.renamings(env_task, int(seed)) if suite is not None else []
             if renamings and instruction not in {r.instruction for r in renamings}:
                 raise ValueError(f"{source.path}: episode {e} ({env_task}, seed {seed}) was given {instruction!r}, "
                                  "which its suite no longer gives that seed: the store was recorded under other "

@@ -38,6 +38,12 @@ def suite_of(task: str) -> Suite:
     raise KeyError(f"no registered suite has task {task!r}; suites: {suites()}")
 
 
+def suites_by_task() -> dict[str, Suite]:
+    """Every registered task's suite, for a caller that looks up many tasks (a store's episodes), some perhaps of
+    no suite here: .get(task) is None for those."""
+    return {task: suite for suite in _SUITES.values() for task in suite.tasks()}
+
+
 def resolve_tasks(names: list[str]) -> list[str]:
     """Task names, group names and suite names -> the task list they stand for, in order, without repeats.
     An unknown name raises a KeyError that names it and the groups there are."""
