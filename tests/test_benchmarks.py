@@ -20,8 +20,8 @@ TINY_TRAIN = [f"model.backbone.image_size={TINY_IMAGE}", "model.backbone.patch_s
 def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
     out = tmp_path / "mt"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "metaworld_mt.py"), "--suite",
-           "drawer-close-v3,button-press-topdown-v3", "--out", str(out), "--demos", "2", "--steps", "60",
-           "--save-every", "2", "--eval-episodes", "2", "--max-episode-steps", "150", "--image-size",
+           "drawer-close-v3,button-press-topdown-v3", "--out", str(out), "--demos", "2", "--steps", "30",
+           "--save-every", "2", "--eval-episodes", "2", "--max-episode-steps", "60", "--image-size",
            str(TINY_IMAGE), "--set", *TINY_TRAIN]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first_checkpoint = out / "train" / "checkpoints" / "step_000002"
@@ -38,7 +38,7 @@ def test_metaworld_mt_resumes_after_being_killed_in_training(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     steps = [json.loads(line)["step"] for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
-    assert steps.count(1) == 1 and steps[-1] == 60, "the rerun must continue from a checkpoint, not start over"
+    assert steps.count(1) == 1 and steps[-1] == 30, "the rerun must continue from a checkpoint, not start over"
     report = json.loads((out / "record_report.json").read_text())
     assert report["episodes"] == recorded["episodes"] == 4  # nothing recorded twice
     assert all(r["kept"] == 2 and r["short"] == 0 for r in report["tasks"].values())

@@ -19,7 +19,6 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from vla.cpu_memory import keep_freed_memory, release_freed_memory
 from vla.datasets.chunk_dataset import SAMPLING, ChunkDataset, StepBatches, open_source, step_loader, step_seed
@@ -205,6 +204,10 @@ def train_run(cfg: TrainConfig) -> Path:
     start, earlier_s = load_training_state(resume_from, optimizer) if resume_from else (0, 0.0)
     # The schedule is not restored but rebuilt for this run's `steps` at the resume point: a resumed run
     # with a larger `steps` must follow the longer schedule (a restored one had already decayed to 0).
+    # imported here, not at the top: transformers' optimization module imports peft, ~5 s on a slow CPU, which
+    # every process that only reads checkpoints or reports a bad override would otherwise pay
+    from transformers import get_cosine_schedule_with_warmup
+
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps, last_epoch=start - 1)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
