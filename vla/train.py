@@ -202,12 +202,12 @@ def train_run(cfg: TrainConfig) -> Path:
         lr=cfg.lr, betas=(0.9, 0.95), fused=True,  # one kernel for all parameters (CPU and GPU alike)
     )
     start, earlier_s = load_training_state(resume_from, optimizer) if resume_from else (0, 0.0)
-    # The schedule is not restored but rebuilt for this run's `steps` at the resume point: a resumed run
-    # with a larger `steps` must follow the longer schedule (a restored one had already decayed to 0).
-    # imported here, not at the top: transformers' optimization module imports peft, ~5 s on a slow CPU, which
-    # every process that only reads checkpoints or reports a bad override would otherwise pay
+    # Imported here, not at the top: transformers' optimization module imports peft (~4 s on a 2-core AVX2 CPU),
+    # which every process that only reads checkpoints or reports a bad override would otherwise pay.
     from transformers import get_cosine_schedule_with_warmup
 
+    # The schedule is not restored but rebuilt for this run's `steps` at the resume point: a resumed run
+    # with a larger `steps` must follow the longer schedule (a restored one had already decayed to 0).
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps, last_epoch=start - 1)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
