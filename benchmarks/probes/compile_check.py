@@ -44,9 +44,8 @@ def main() -> None:
         modes = {mode: {k: rows[f"{name} | {mode}"][k] for k in
                         ("samples_per_s", "rounds_samples_per_s", "loss_at_equal_samples", "warmup_s")}
                  for mode in MODES}
-        results[name] = {**modes, "compiled_over_eager": modes["compile"]["samples_per_s"]
-                         / modes["eager"]["samples_per_s"]}
         compiled, eager = modes["compile"], modes["eager"]
+        results[name] = {**modes, "compiled_over_eager": compiled["samples_per_s"] / eager["samples_per_s"]}
         print(f"{name:38s} compiled {compiled['samples_per_s']:6.1f}  eager {eager['samples_per_s']:6.1f} samples/s"
               f"  ratio {results[name]['compiled_over_eager']:.2f}  (loss {compiled['loss_at_equal_samples']:.4f}"
               f" / {eager['loss_at_equal_samples']:.4f})")
