@@ -108,7 +108,20 @@ def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], l
             (run / folder / f"{task}.json").write_text(json.dumps({"successes": s, "success_rate": sum(s) / len(s)}))
 
 
-def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_settings(tmp_path):
+def _tabletop_seeds(out, runs, *options):
+    """benchmarks/tabletop_seeds.py's main in this process (each spawn would import torch and the suites again):
+    its report, or (exit code, stderr) when it refuses."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tabletop_seeds
+
+    argv = ["tabletop_seeds.py", "--out", str(out), "--runs", *map(str, runs), *options]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        tabletop_seeds.main()
+    return json.loads((out / "results.json").read_text())
+
+
+def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_settings(tmp_path, capsys):
     seen = [f"tabletop-{skill}" for skill in ("touch", "push", "lift", "place")]
     _fake_tabletop_run(tmp_path / "a", 0, {t: [True, True, False, True] for t in seen} |
                        {"tabletop-touch-heldout-compositions": [True]},  # a split not every skill has: left out
@@ -116,55 +129,47 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     _fake_tabletop_run(tmp_path / "b", 1, {t: [False, True] for t in seen},  # still evaluating: 2 episodes a task
                        autoregressive={t: [True, False] for t in seen})
     _fake_tabletop_run(tmp_path / "c", 2, {t: [True] for t in seen}, lr=3e-4)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
-           str(tmp_path / "a"), str(tmp_path / "b")]
+    out, ab = tmp_path / "out", [tmp_path / "a", tmp_path / "b"]
+    # once as a user runs it, then in this process
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(out), "--runs", *map(str, ab)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    report = json.loads((out / "results.json").read_text())
     assert list(report["splits"]) == ["seen"]
     assert [r["seed"] for r in report["runs"].values()] == [0, 1]
     assert [r["splits"]["seen"] for r in report["runs"].values()] == [1.0, 0.5]  # on the first 2 episodes of each
     assert report["splits"]["seen"] == {"mean": 0.75, "min": 0.5, "max": 1.0, "runs": 2}
     assert report["runs"][str(tmp_path / "b")]["episodes"]["seen"] == 8
-    assert (tmp_path / "out" / "seeds.png").stat().st_size > 0
+    assert (out / "seeds.png").stat().st_size > 0
     # the same runs' autoregressive evaluations (tabletop.py --decoding autoregressive), kept apart
-    done = subprocess.run(cmd + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    report = _tabletop_seeds(out, ab, "--decoding", "autoregressive")
     assert report["decoding"] == "autoregressive" and report["splits"]["seen"]["mean"] == 0.25
     # and their gripper decoded by its likeliest bin (tabletop.py --decoding autoregressive --argmax-dims 3)
     for run in ("a", "b"):
         (tmp_path / run / "eval-autoregressive-argmax3").mkdir()
         for t in seen:
             (tmp_path / run / "eval-autoregressive-argmax3" / f"{t}.json").write_text(json.dumps({"successes": [True]}))
-    done = subprocess.run(cmd + ["--decoding", "autoregressive", "--argmax-dims", "3"], capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    report = _tabletop_seeds(out, ab, "--decoding", "autoregressive", "--argmax-dims", "3")
     assert report["argmax_dims"] == [3] and report["splits"]["seen"]["mean"] == 1.0
     # and their overlapping chunks averaged (tabletop.py --chunking ensemble), kept apart in eval-ensemble
     for run in ("a", "b"):
         (tmp_path / run / "eval-ensemble").mkdir()
         for t in seen:
             (tmp_path / run / "eval-ensemble" / f"{t}.json").write_text(json.dumps({"successes": [False]}))
-    done = subprocess.run(cmd + ["--chunking", "ensemble"], capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    report = _tabletop_seeds(out, ab, "--chunking", "ensemble")
     assert report["chunking"] == "ensemble" and report["splits"]["seen"]["mean"] == 0.0
     # a run trained to decode autoregressively keeps those evaluations in eval/; it compares with the overrides
     _fake_tabletop_run(tmp_path / "d", 3, {t: [True, True] for t in seen}, decoding="autoregressive")
-    mixed = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
-             str(tmp_path / "a"), str(tmp_path / "d")]
-    done = subprocess.run(mixed + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    ad = [tmp_path / "a", tmp_path / "d"]
+    report = _tabletop_seeds(out, ad, "--decoding", "autoregressive")
     assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.0, 1.0]
-    refused = subprocess.run(mixed, capture_output=True, text=True, timeout=300, check=False)  # two decodings
-    assert refused.returncode == 2 and "model.decoding" in refused.stderr
-    refused = subprocess.run(cmd + [str(tmp_path / "c")], capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2 and "differs from" in refused.stderr and "lr" in refused.stderr
+    for runs, named in ((ad, "model.decoding"), (ab + [tmp_path / "c"], "lr")):  # two decodings; another lr
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as refused:
+            _tabletop_seeds(out, runs)
+        stderr = capsys.readouterr().err
+        assert refused.value.code == 2 and named in stderr, stderr
+    assert "differs from" in stderr
     # a run trained to decode its gripper by its likeliest bin keeps those evaluations in eval/, and those by
     # expected value (tabletop.py --argmax-dims, none listed) in eval-expected/
     _fake_tabletop_run(tmp_path / "e", 4, {t: [False, False] for t in seen}, argmax_dims=[3])
@@ -172,17 +177,12 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
         (tmp_path / run / folder).mkdir()
         for t in seen:
             (tmp_path / run / folder / f"{t}.json").write_text(json.dumps({"successes": [True, True]}))
-    both = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
-            str(tmp_path / "a"), str(tmp_path / "e")]
     for argmax_dims, seen_rates in ((["3"], [1.0, 0.0]), ([], [1.0, 1.0])):
-        done = subprocess.run(both + ["--argmax-dims", *argmax_dims], capture_output=True, text=True, timeout=300,
-                              check=False)
-        assert done.returncode == 0, done.stderr[-2000:]
-        report = json.loads((tmp_path / "out" / "results.json").read_text())
+        report = _tabletop_seeds(out, [tmp_path / "a", tmp_path / "e"], "--argmax-dims", *argmax_dims)
         assert [r["splits"]["seen"] for r in report["runs"].values()] == seen_rates, argmax_dims
 
 
-def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_is_gone(tmp_path):
+def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_is_gone(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from argparse import Namespace
 
@@ -205,26 +205,27 @@ def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_
     del results["settings"]["model"]["backbone"]["film_cnn_width"]  # as a file written before the field existed
     saved.write_text(json.dumps(results))  # compares as one at the field's default
     shutil.rmtree(tmp_path / "b")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "tabletop_seeds.py"), "--out", str(tmp_path / "out"), "--runs",
-           str(tmp_path / "a"), str(saved)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = [tmp_path / "a", saved]
+    report = _tabletop_seeds(tmp_path / "out", runs)
     assert list(report["splits"]) == list(SPLITS)
     assert [r["seed"] for r in report["runs"].values()] == [0, 1]
     assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.5, 1.0]
+
+    def refusal(*options):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as refused:
+            _tabletop_seeds(tmp_path / "out", runs, *options)
+        assert refused.value.code == 2
+        return capsys.readouterr().err
+
     # saved results hold one decoding's episodes: another is refused, naming the file and what it holds
-    refused = subprocess.run(cmd + ["--decoding", "autoregressive"], capture_output=True, text=True, timeout=300,
-                             check=False)
-    assert refused.returncode == 2 and f"{saved} was evaluated with parallel decoding" in refused.stderr
+    assert f"{saved} was evaluated with parallel decoding" in refusal("--decoding", "autoregressive")
     # results written before session 44 name no pairs: place's were others then, and the same seeds drew them
     saved.write_text(json.dumps({k: v for k, v in results.items() if k != "heldout_pairs"}))
-    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2 and "was evaluated on other held-out pairs" in refused.stderr
-    assert "'place': ['green ball', 'yellow ball']" in refused.stderr
+    stderr = refusal()
+    assert "was evaluated on other held-out pairs" in stderr and "'place': ['green ball', 'yellow ball']" in stderr
     saved.write_text(json.dumps({k: v for k, v in results.items() if k != "settings"}))  # written before it kept them
-    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2 and "no settings key" in refused.stderr
+    assert "no settings key" in refusal()
 
 
 def test_tabletop_train_speed_rows_undo_the_levers_they_name():
