@@ -2,6 +2,12 @@ import contextlib
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Under pytest-xdist (`make test`: -n 2) every worker shares the cores with the others. Two torch processes of two
+# OpenMP threads each on 2 cores wait on each other's descheduled threads at every parallel region: a tiny 30-step
+# training took 61 s with 2 threads and 24 s with 1 beside another 2-thread run (session 58). So each worker, and
+# every process its tests spawn (they inherit the variable), uses one thread unless the caller set another count.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
