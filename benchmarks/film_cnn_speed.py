@@ -2,7 +2,7 @@
 trainer's batch under bf16 autocast, as it ran before session 22 and as it runs now, in one run on the same
 weights and inputs.
 
-    python benchmarks/film_cnn_speed.py --out runs/film_cnn_speed [--rounds 5] [--iters 10]
+    python benchmarks/film_cnn_speed.py --out runs/film_cnn_speed [--rounds 5] [--iters 10] [--batch-size 32]
 
 - before: the pixels as the permuted (B, H, W, 3) view leaves them, channels-last, which every conv and norm
   after it keeps; FiLM in fp32, so each layer's modulated activations were promoted to fp32 and cast back;
@@ -29,7 +29,7 @@ import torch
 
 from vla.model.families.embedded import FilmCNN
 
-BATCH, SIDE, TOKENS, TEXT_HIDDEN = 32, 96, 16, 256  # the tabletop benchmark's batch and image size
+SIDE, TOKENS, TEXT_HIDDEN = 96, 16, 256  # the tabletop benchmark's image size
 
 
 def before(cnn: FilmCNN, pixels: torch.Tensor, film: torch.Tensor):
@@ -48,7 +48,7 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 2.8))
     bars = ax.barh(names, ms, color="tab:blue")
     ax.bar_label(bars, labels=[f"{m:.0f} ms" for m in ms])
-    ax.set(xlabel=f"ms per forward + backward, batch {BATCH}, bf16 autocast (2 CPU cores)",
+    ax.set(xlabel=f"ms per forward + backward, batch {results['batch']}, bf16 autocast ({results['threads']} threads)",
            title=f"FilmCNN: now {results['speedup']:.2f}x before")
     ax.invert_yaxis()
     fig.tight_layout()
@@ -67,13 +67,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=10, help="timed passes per round, after 3 warm-up passes")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per pass (32: the tabletop trainer's)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(0)
     cnn = FilmCNN(TEXT_HIDDEN, SIDE, TOKENS)
-    film = (torch.randn(BATCH, len(cnn.convs), 2, cnn.width) * 0.1).requires_grad_()
-    hwc = torch.randn(BATCH, SIDE, SIDE, 3)
+    film = (torch.randn(args.batch_size, len(cnn.convs), 2, cnn.width) * 0.1).requires_grad_()
+    hwc = torch.randn(args.batch_size, SIDE, SIDE, 3)
     channels_last, nchw = hwc.permute(0, 3, 1, 2), hwc.permute(0, 3, 1, 2).contiguous()
     configs = {
         "before (channels-last pixels, fp32 FiLM)": (lambda p, f: before(cnn, p, f), channels_last),
@@ -99,7 +100,7 @@ def main() -> None:
     medians = {name: float(np.median(v)) for name, v in rounds.items()}
     base = medians[next(iter(medians))]
     results = {"configs": {name: {"ms_per_pass": medians[name], "rounds_ms": v} for name, v in rounds.items()},
-               "speedup": base / medians[list(medians)[-1]], "max_abs_diff": max_abs_diff, "batch": BATCH,
+               "speedup": base / medians[list(medians)[-1]], "max_abs_diff": max_abs_diff, "batch": args.batch_size,
                "image_size": SIDE, "threads": torch.get_num_threads()}
     print(f"\n{'configuration':45s} {'ms per pass (fwd+bwd)':>22s} {'x before':>9s}")
     for name, row in results["configs"].items():

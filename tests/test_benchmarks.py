@@ -82,11 +82,12 @@ def test_backbones_benchmark_writes_the_issue_format(tmp_path):
 def test_film_cnn_speed_benchmark_writes_its_format_and_both_forwards_agree(tmp_path):
     out = tmp_path / "film"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "film_cnn_speed.py"), "--out", str(out), "--rounds", "1",
-           "--iters", "1"]
+           "--iters", "1", "--batch-size", "2"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
-    assert len(results["configs"]) == 3 and all(r["ms_per_pass"] > 0 for r in results["configs"].values())
+    assert results["batch"] == 2 and len(results["configs"]) == 3
+    assert all(r["ms_per_pass"] > 0 for r in results["configs"].values())
     assert results["speedup"] > 0 and results["max_abs_diff"] < 0.1  # the same function, bf16 apart
     assert (out / "film_cnn_speed.png").stat().st_size > 0
 
