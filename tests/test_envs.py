@@ -72,3 +72,20 @@ def test_expert_solves_a_task_and_step_rejects_bad_actions():
     with pytest.raises(ValueError, match=r"expected shape \(4,\)"):
         env.step(np.zeros(3, np.float32))
     env.close()
+
+
+def test_object_to_goal_is_the_distance_success_is_judged_by():
+    env = MetaWorldEnv("pick-place-v3", image_size=32, max_episode_steps=200)
+    expert = MetaWorldExpert(env)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(AssertionError, match="step"):
+        env.object_to_goal()  # Meta-World computes it in step()
+    for _ in range(200):
+        obs, _, terminated, truncated, info = env.step(expert.select_action(obs)[0])
+        state = env.privileged_observation()
+        assert env.object_to_goal() == pytest.approx(np.linalg.norm(state[4:7] - state[-3:]))
+        assert info["is_success"] == (env.object_to_goal() <= 0.07)  # pick-place's success distance
+        if terminated or truncated:
+            break
+    assert info["is_success"]
+    env.close()

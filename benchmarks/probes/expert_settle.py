@@ -2,9 +2,9 @@
 (`vla.envs.metaworld.expert`) and the same expert aiming the hand at the goal (Meta-World's own, the default
 until session 56), on the same seeds: whether it succeeds within the 500-step limit, the step of its first
 success (where a recorded demonstration ends), and the object's distance to the goal after it goes on for
-`--after` more steps (where its plan was heading). Simulator state only; no policy. The distance is the one the
-task's success reads: the object to the goal, for peg-insert-side its head's, y and z counted twice (Meta-World's
-own, success within 7 cm). A task whose recorded expert is Meta-World's own runs once (`as_recorded`).
+`--after` more steps (where its plan was heading). Simulator state only; no policy. The distance is the one
+Meta-World judges the task's success by (`MetaWorldEnv.object_to_goal`: for peg-insert-side the peg's head, y and z
+doubled). A task whose recorded expert is Meta-World's own runs once (`as_recorded`).
 
     python benchmarks/probes/expert_settle.py pick-place-v3 pick-place-wall-v3 --seeds 20 --out OUT.json
 """
@@ -21,14 +21,6 @@ import vla.envs.metaworld.expert as experts
 from vla.envs import get_suite
 
 
-def to_goal(task: str, sim, state: np.ndarray) -> float:
-    """The distance the task's success is judged on, in m."""
-    if task == "peg-insert-side-v3":  # sawyer_peg_insertion_side_v3.compute_reward: the peg's head, scaled
-        mw = sim._env
-        return float(np.linalg.norm((mw._get_site_pos("pegHead") - mw._target_pos) * np.array([1.0, 2.0, 2.0])))
-    return float(np.linalg.norm(state[4:7] - state[-3:]))
-
-
 def run(task: str, seed: int, after: int) -> dict:
     suite = get_suite("metaworld")
     env = suite.make_env(task, suite.default_schema(32), 500)
@@ -37,8 +29,7 @@ def run(task: str, seed: int, after: int) -> dict:
     first, distance = None, []
     for step in range(500):
         _, _, _, truncated, info = env.step(expert.select_action({})[0])  # run on past success (terminated)
-        state = sim.privileged_observation()
-        distance.append(to_goal(task, sim, state))
+        distance.append(sim.object_to_goal())
         if info["is_success"] and first is None:
             first = step
         if truncated or (first is not None and step >= first + after):

@@ -105,6 +105,7 @@ class MetaWorldEnv(gym.Env):
         self._renderers = {c: FastRenderer(env.model, image_size, image_size, c, fast=fast_render)
                            for c in self.cameras}
         self._raw_obs: np.ndarray | None = None
+        self._task_info: dict | None = None  # Meta-World's own info at the last step
         self._steps = 0
 
         self.observation_space = gym.spaces.Dict(
@@ -135,6 +136,12 @@ class MetaWorldEnv(gym.Env):
         below the hand that the state and the experts' targets use. For scripted experts only."""
         return np.array(self._env.tcp_center, dtype=float)
 
+    def object_to_goal(self) -> float:
+        """The distance, in m, that Meta-World judged the task's success by at the last step (its own
+        `obj_to_target`: the object to the goal; for peg-insert-side the peg's head, y and z doubled). For probes."""
+        assert self._task_info is not None, "step() first"
+        return float(self._task_info["obj_to_target"])
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
@@ -149,12 +156,12 @@ class MetaWorldEnv(gym.Env):
         # previous episode's sites and the same seed would render differently.
         for site in self._env._target_site_config:
             self._env._set_pos_site(*site)
-        self._steps = 0
+        self._steps, self._task_info = 0, None
         return self._observation(), {"is_success": False, "seed": seed}
 
     def step(self, action: np.ndarray):
         self._raw_obs, reward, _, _, info = self._env.step(checked_action(action, 4))
-        self._steps += 1
+        self._steps, self._task_info = self._steps + 1, info
         success = bool(info.get("success", 0.0))
         truncated = self._steps >= self.max_episode_steps
         return self._observation(), float(reward), success, truncated, {"is_success": success}
