@@ -1,11 +1,13 @@
-"""Where does a push-v3 or pick-place-v3 policy lose its episodes? On the evaluation seeds (100000+), in closed loop
-with Meta-World's 500-step limit, per episode: success; the fingers' (tcp_center's) closest approach to the puck;
-how high the puck rose and how far it moved; its closest approach to the goal and where it ended. A failed episode
-is then one of: never reached the puck (closest approach over 3 cm), reached it without moving it (under 2 cm), or
-moved it without ever bringing it within the task's success distance (push 5 cm, pick-place 7 cm) of the goal
-(Meta-World's success is any step's, so an episode that got there succeeded).
+"""Where does a push-v3, pick-place-v3 or peg-insert-side-v3 policy lose its episodes? On the evaluation seeds
+(100000+), in closed loop with Meta-World's 500-step limit, per episode: success; the fingers' (tcp_center's) closest
+approach to the puck; how high the puck rose and how far it moved; its closest approach to the goal and where it
+ended. A failed episode is then one of: never reached the puck (closest approach over 3 cm), reached it without
+moving it (under 2 cm), or moved it without ever bringing it within the task's success distance of the goal (push
+5 cm, pick-place 7 cm, peg-insert-side 7 cm from the peg's head, y and z doubled: `MetaWorldEnv.object_to_goal`;
+Meta-World's success is any step's, so an episode that got there succeeded). For peg-insert-side "the puck" is the
+peg's grasp point.
 
-Usage: object_diag.py CHECKPOINT TASK [EPISODES=20]   (TASK: push-v3 or pick-place-v3)
+Usage: object_diag.py CHECKPOINT TASK [EPISODES=20]   (TASK: push-v3, pick-place-v3 or peg-insert-side-v3)
 """
 import json
 import os
@@ -20,7 +22,7 @@ from vla.envs import make_env
 from vla.policies.protocol import batch_observation
 from vla.policies.vla_policy import VLAPolicy
 
-SUCCESS_CM = {"push-v3": 5.0, "pick-place-v3": 7.0}
+SUCCESS_CM = {"push-v3": 5.0, "pick-place-v3": 7.0, "peg-insert-side-v3": 7.0}
 checkpoint, task = sys.argv[1], sys.argv[2]
 if task not in SUCCESS_CM:
     sys.exit(f"object_diag.py: task {task!r} is not one of {sorted(SUCCESS_CM)}")
@@ -44,7 +46,7 @@ for seed in range(100000, 100000 + episodes):
     obs, _ = env.reset(seed=seed)
     sim = env.unwrapped
     raw = sim.privileged_observation()
-    start, goal = raw[4:7].copy(), raw[-3:].copy()
+    start = raw[4:7].copy()
     policy.reset()
     reach, rise, moved, to_goal, success, done = np.inf, 0.0, 0.0, np.inf, False, False
     while not done:
@@ -52,13 +54,13 @@ for seed in range(100000, 100000 + episodes):
         puck = sim.privileged_observation()[4:7]
         reach = min(reach, float(np.linalg.norm(sim.fingers_center() - puck)))
         rise, moved = max(rise, float(puck[2] - start[2])), max(moved, float(np.linalg.norm(puck - start)))
-        to_goal = min(to_goal, float(np.linalg.norm(puck - goal)))
+        to_goal = min(to_goal, sim.object_to_goal())
         success |= bool(info["is_success"])
         done = terminated or truncated or success
     rows.append({"seed": seed, "success": success, "fingers_to_puck_cm": round(100 * reach, 1),
                  "puck_rise_cm": round(100 * rise, 1), "puck_moved_cm": round(100 * moved, 1),
                  "puck_to_goal_closest_cm": round(100 * to_goal, 1),
-                 "puck_to_goal_end_cm": round(100 * float(np.linalg.norm(puck - goal)), 1)})
+                 "puck_to_goal_end_cm": round(100 * sim.object_to_goal(), 1)})
     rows[-1]["outcome"] = outcome(rows[-1])
     print(json.dumps(rows[-1]), flush=True)
 print(json.dumps({"checkpoint": checkpoint, "task": task, "episodes": episodes,
