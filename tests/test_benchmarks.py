@@ -111,7 +111,7 @@ def _fake_tabletop_run(run: Path, seed: int, successes: dict[str, list[bool]], l
 
 def _tabletop_seeds(out, runs, *options):
     """benchmarks/tabletop_seeds.py's main in this process (each spawn would import torch and the suites again):
-    its report, or (exit code, stderr) when it refuses."""
+    its report; a refusal raises SystemExit, as the command exits."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import tabletop_seeds
 
@@ -120,6 +120,15 @@ def _tabletop_seeds(out, runs, *options):
         patch.setattr(sys, "argv", argv)
         tabletop_seeds.main()
     return json.loads((out / "results.json").read_text())
+
+
+def _tabletop_seeds_refusal(capsys, out, runs, *options) -> str:
+    """What tabletop_seeds.py prints when it refuses these runs, having checked that it exits with code 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        _tabletop_seeds(out, runs, *options)
+    assert refused.value.code == 2
+    return capsys.readouterr().err
 
 
 def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_settings(tmp_path, capsys):
@@ -164,13 +173,9 @@ def test_tabletop_seeds_compares_the_episodes_every_run_has_and_refuses_other_se
     ad = [tmp_path / "a", tmp_path / "d"]
     report = _tabletop_seeds(out, ad, "--decoding", "autoregressive")
     assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.0, 1.0]
-    for runs, named in ((ad, "model.decoding"), (ab + [tmp_path / "c"], "lr")):  # two decodings; another lr
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as refused:
-            _tabletop_seeds(out, runs)
-        stderr = capsys.readouterr().err
-        assert refused.value.code == 2 and named in stderr, stderr
-    assert "differs from" in stderr
+    assert "model.decoding" in _tabletop_seeds_refusal(capsys, out, ad)  # two decodings
+    stderr = _tabletop_seeds_refusal(capsys, out, ab + [tmp_path / "c"])  # another lr
+    assert "differs from" in stderr and "lr" in stderr
     # a run trained to decode its gripper by its likeliest bin keeps those evaluations in eval/, and those by
     # expected value (tabletop.py --argmax-dims, none listed) in eval-expected/
     _fake_tabletop_run(tmp_path / "e", 4, {t: [False, False] for t in seen}, argmax_dims=[3])
@@ -213,11 +218,7 @@ def test_tabletop_results_keep_what_tabletop_seeds_compares_once_the_run_folder_
     assert [r["splits"]["seen"] for r in report["runs"].values()] == [0.5, 1.0]
 
     def refusal(*options):
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as refused:
-            _tabletop_seeds(tmp_path / "out", runs, *options)
-        assert refused.value.code == 2
-        return capsys.readouterr().err
+        return _tabletop_seeds_refusal(capsys, tmp_path / "out", runs, *options)
 
     # saved results hold one decoding's episodes: another is refused, naming the file and what it holds
     assert f"{saved} was evaluated with parallel decoding" in refusal("--decoding", "autoregressive")
